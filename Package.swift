@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Release builds are numeric code: let the optimizer assume no overflow checks where we opt in with &+, and keep
+/// checks elsewhere. Unsafe flags are not used so the package stays consumable as a dependency.
+let package = Package(
+    name: "tuss-codec",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "TussCodec", targets: ["TussPipeline"]),
+        .executable(name: "tuss-codec", targets: ["TussCodecCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config. A missing one fails the build with the Debian package's name.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
+        .systemLibrary(name: "CSndFile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
+        .systemLibrary(name: "COpus", pkgConfig: "opus ogg", providers: [.apt(["libopus-dev", "libogg-dev"])]),
+        .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Kernels: tensors, GEMM-lowered ops, the thread pool.
+        .target(name: "TussTensor", dependencies: ["CBLAS"]),
+        // Audio: files, resampling, STFT, Opus.
+        .target(name: "TussAudio", dependencies: ["TussTensor", "CSndFile", "CSoxr", "CFFTW", "COpus"]),
+        // Weight files: safetensors, PyTorch checkpoints, YAML configs.
+        .target(name: "TussWeights", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Models: pure functions of tensors.
+        .target(name: "TussModels", dependencies: ["TussTensor", "TussWeights", "TussAudio"]),
+        // Pipelines: file-to-file flows, chunking, codes files, evaluation, pictures.
+        .target(name: "TussPipeline", dependencies: ["TussModels", "TussAudio", "TussWeights", "TussTensor", "CZlib"]),
+        .executableTarget(
+            name: "TussCodecCLI",
+            dependencies: ["TussPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        .testTarget(name: "TussTensorTests", dependencies: ["TussTensor"]),
+        .testTarget(name: "TussAudioTests", dependencies: ["TussAudio"]),
+        .testTarget(name: "TussWeightsTests", dependencies: ["TussWeights"]),
+        .testTarget(name: "TussModelsTests", dependencies: ["TussModels", "TussWeights", "TussAudio"]),
+        .testTarget(name: "TussPipelineTests", dependencies: ["TussPipeline"]),
+    ]
+)

@@ -1,0 +1,9 @@
+// Shim so a missing system package fails with a message naming the Debian package.
+#if __has_include(<cblas.h>)
+#include <cblas.h>
+#else
+#error "cblas.h not found: install the Debian package libopenblas-dev (apt-get install libopenblas-dev)"
+#endif
+// OpenBLAS controls its own worker threads; we set them to match --threads.
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);

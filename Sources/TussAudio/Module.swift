@@ -1,0 +1,1 @@
+// TussAudio module.

@@ -1,0 +1,1 @@
+// TussModels module.

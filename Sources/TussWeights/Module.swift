@@ -1,0 +1,1 @@
+// TussWeights module.
