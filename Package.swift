@@ -5,7 +5,7 @@ import PackageDescription
 /// checks elsewhere. Unsafe flags are not used so the package stays consumable as a dependency.
 let package = Package(
     name: "tuss-codec",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "TussCodec", targets: ["TussPipeline"]),
         .executable(name: "tuss-codec", targets: ["TussCodecCLI"]),

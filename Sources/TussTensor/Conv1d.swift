@@ -1,0 +1,251 @@
+/// A 1-D convolution over `[channels, length]` signals with PyTorch's semantics, lowered to GEMM.
+///
+/// Kernel-1 stride-1 convolutions are a single product; the rest go through im2col in tiles of output positions
+/// so the scratch stays a few megabytes however long the signal is.
+public struct Conv1d: Sendable {
+    /// `[outChannels, inChannels / groups, kernelSize]`, row-major.
+    public let weight: [Float]
+    public let bias: [Float]?
+    public let inChannels: Int
+    public let outChannels: Int
+    public let kernelSize: Int
+    public let stride: Int
+    public let dilation: Int
+    public let padding: Int
+    public let groups: Int
+
+    /// Creates a convolution; sizes are checked against the weight.
+    public init(weight: [Float], bias: [Float]?, inChannels: Int, outChannels: Int, kernelSize: Int,
+                stride: Int = 1, dilation: Int = 1, padding: Int = 0, groups: Int = 1) {
+        precondition(groups > 0 && inChannels % groups == 0 && outChannels % groups == 0, "Conv1d: groups")
+        precondition(weight.count == outChannels * (inChannels / groups) * kernelSize,
+                     "Conv1d: weight has \(weight.count) elements, expected \(outChannels)×\(inChannels / groups)×\(kernelSize)")
+        precondition(bias == nil || bias!.count == outChannels, "Conv1d: bias size")
+        precondition(stride > 0 && dilation > 0 && padding >= 0, "Conv1d: stride/dilation/padding")
+        self.weight = weight
+        self.bias = bias
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.dilation = dilation
+        self.padding = padding
+        self.groups = groups
+    }
+
+    /// The output length for an input of `length` samples.
+    public func outputLength(_ length: Int) -> Int {
+        let span = dilation * (kernelSize - 1) + 1
+        let padded = length + 2 * padding
+        return padded < span ? 0 : (padded - span) / stride + 1
+    }
+
+    /// Convolves `x` (`[inChannels, length]`) into `y` (`[outChannels, outputLength(length)]`).
+    public func apply(_ x: UnsafePointer<Float>, length: Int, into y: UnsafeMutablePointer<Float>) {
+        let lout = outputLength(length)
+        guard lout > 0 else { return }
+        let cin = inChannels / groups, cout = outChannels / groups
+        let depth = cin * kernelSize
+        weight.withUnsafeBufferPointer { wbuf in
+            let w = wbuf.baseAddress!
+            if kernelSize == 1 && stride == 1 && padding == 0 {
+                for g in 0..<groups {
+                    BLAS.gemm(m: cout, n: lout, k: cin, a: w + g * cout * cin, lda: cin,
+                              b: x + g * cin * length, ldb: length, c: y + g * cout * lout, ldc: lout)
+                }
+            } else {
+                // Tiles of output positions: enough columns for an efficient GEMM, scratch ≤ ~8 MB.
+                let tile = max(64, min(lout, (1 << 21) / max(depth, 1)))
+                let tiles = (lout + tile - 1) / tile
+                let parallelTiles = tiles >= 2 * ComputeThreads.count
+                let body = { (t0: Int, t1: Int, parallelGEMM: Bool) in
+                    var cols = [Float](repeating: 0, count: depth * tile)
+                    cols.withUnsafeMutableBufferPointer { cbuf in
+                        let col = cbuf.baseAddress!
+                        for ti in t0..<t1 {
+                            let start = ti * tile
+                            let n = min(tile, lout - start)
+                            for g in 0..<groups {
+                                self.im2col(x + g * cin * length, channels: cin, length: length,
+                                            start: start, count: n, into: col)
+                                BLAS.gemm(m: cout, n: n, k: depth, a: w + g * cout * depth, lda: depth,
+                                          b: col, ldb: n, c: y + g * cout * lout + start, ldc: lout,
+                                          parallel: parallelGEMM)
+                            }
+                        }
+                    }
+                }
+                if parallelTiles {
+                    ComputeThreads.parallelRanges(tiles) { lo, hi in body(lo, hi, false) }
+                } else {
+                    body(0, tiles, true)
+                }
+            }
+        }
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                ComputeThreads.parallelRanges(outChannels, minChunk: max(1, 65536 / max(lout, 1))) { lo, hi in
+                    for o in lo..<hi {
+                        let row = y + o * lout
+                        let v = b[o]
+                        for t in 0..<lout { row[t] += v }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills `col` (`[channels·kernel, count]`) with the input taps of output positions `start..<start+count`.
+    @inline(__always)
+    func im2col(_ x: UnsafePointer<Float>, channels: Int, length: Int, start: Int, count: Int,
+                into col: UnsafeMutablePointer<Float>) {
+        for c in 0..<channels {
+            let xc = x + c * length
+            for kk in 0..<kernelSize {
+                let dst = col + (c * kernelSize + kk) * count
+                let offset = kk * dilation - padding
+                if stride == 1 {
+                    // Contiguous run with zero fill where the taps fall outside the signal.
+                    let first = start + offset
+                    var t = 0
+                    while t < count && first + t < 0 { dst[t] = 0; t += 1 }
+                    let validEnd = min(count, length - first)
+                    if validEnd > t { (dst + t).update(from: xc + first + t, count: validEnd - t); t = validEnd }
+                    while t < count { dst[t] = 0; t += 1 }
+                } else {
+                    for t in 0..<count {
+                        let i = (start + t) * stride + offset
+                        dst[t] = (i >= 0 && i < length) ? xc[i] : 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convolves a `[inChannels, length]` or `[batch, inChannels, length]` tensor.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let batched = x.rank == 3
+        precondition((x.rank == 2 || batched) && x.shape[x.rank - 2] == inChannels, "Conv1d: input \(x.shape)")
+        let batch = batched ? x.shape[0] : 1
+        let length = x.shape[x.rank - 1]
+        let lout = outputLength(length)
+        var out = Tensor(zeros: batched ? [batch, outChannels, lout] : [outChannels, lout])
+        x.data.withUnsafeBufferPointer { px in
+            out.data.withUnsafeMutableBufferPointer { po in
+                for b in 0..<batch {
+                    apply(px.baseAddress! + b * inChannels * length, length: length,
+                          into: po.baseAddress! + b * outChannels * lout)
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// A 1-D transposed convolution with PyTorch's semantics (weight `[in, out / groups, kernel]`), lowered to GEMM.
+///
+/// Each input column is expanded by one product into `[out·kernel]` taps, which are then scattered (col2im)
+/// into the output at `t·stride + κ·dilation − padding`.
+public struct ConvTranspose1d: Sendable {
+    public let weight: [Float]
+    public let bias: [Float]?
+    public let inChannels: Int
+    public let outChannels: Int
+    public let kernelSize: Int
+    public let stride: Int
+    public let dilation: Int
+    public let padding: Int
+    public let outputPadding: Int
+    public let groups: Int
+
+    /// Creates a transposed convolution; sizes are checked against the weight.
+    public init(weight: [Float], bias: [Float]?, inChannels: Int, outChannels: Int, kernelSize: Int,
+                stride: Int = 1, dilation: Int = 1, padding: Int = 0, outputPadding: Int = 0, groups: Int = 1) {
+        precondition(groups > 0 && inChannels % groups == 0 && outChannels % groups == 0, "ConvTranspose1d: groups")
+        precondition(weight.count == inChannels * (outChannels / groups) * kernelSize,
+                     "ConvTranspose1d: weight has \(weight.count) elements, expected \(inChannels)×\(outChannels / groups)×\(kernelSize)")
+        precondition(bias == nil || bias!.count == outChannels, "ConvTranspose1d: bias size")
+        self.weight = weight
+        self.bias = bias
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.dilation = dilation
+        self.padding = padding
+        self.outputPadding = outputPadding
+        self.groups = groups
+    }
+
+    /// The output length for an input of `length` samples.
+    public func outputLength(_ length: Int) -> Int {
+        max(0, (length - 1) * stride - 2 * padding + dilation * (kernelSize - 1) + outputPadding + 1)
+    }
+
+    /// Applies the layer to `x` (`[inChannels, length]`), writing `y` (`[outChannels, outputLength(length)]`).
+    public func apply(_ x: UnsafePointer<Float>, length: Int, into y: UnsafeMutablePointer<Float>) {
+        let lout = outputLength(length)
+        guard lout > 0, length > 0 else { return }
+        let cin = inChannels / groups, cout = outChannels / groups
+        let rows = cout * kernelSize
+        let tile = max(32, min(length, (1 << 21) / max(rows, 1)))
+        // Start from the bias (or zero), then accumulate every tap.
+        if let bias {
+            for o in 0..<outChannels { (y + o * lout).update(repeating: bias[o], count: lout) }
+        } else {
+            y.update(repeating: 0, count: outChannels * lout)
+        }
+        var cols = [Float](repeating: 0, count: rows * tile)
+        weight.withUnsafeBufferPointer { wbuf in
+            cols.withUnsafeMutableBufferPointer { cbuf in
+                let w = wbuf.baseAddress!, col = cbuf.baseAddress!
+                var start = 0
+                while start < length {
+                    let n = min(tile, length - start)
+                    for g in 0..<groups {
+                        BLAS.gemm(transA: true, m: rows, n: n, k: cin,
+                                  a: w + g * cin * rows, lda: rows,
+                                  b: x + g * cin * length + start, ldb: length,
+                                  c: col, ldc: n)
+                        let yg = y + g * cout * lout
+                        let (k, s, d, p) = (kernelSize, stride, dilation, padding)
+                        // Output channels are disjoint rows of y: scatter them in parallel.
+                        ComputeThreads.parallelRanges(cout, minChunk: max(1, 16384 / max(n * k, 1))) { lo, hi in
+                            for o in lo..<hi {
+                                let yo = yg + o * lout
+                                for kk in 0..<k {
+                                    let src = col + (o * k + kk) * n
+                                    let shift = kk * d - p
+                                    for t in 0..<n {
+                                        let j = (start + t) * s + shift
+                                        if j >= 0 && j < lout { yo[j] += src[t] }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    start += n
+                }
+            }
+        }
+    }
+
+    /// Applies the layer to a `[inChannels, length]` or `[batch, inChannels, length]` tensor.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let batched = x.rank == 3
+        precondition((x.rank == 2 || batched) && x.shape[x.rank - 2] == inChannels, "ConvTranspose1d: input \(x.shape)")
+        let batch = batched ? x.shape[0] : 1
+        let length = x.shape[x.rank - 1]
+        let lout = outputLength(length)
+        var out = Tensor(zeros: batched ? [batch, outChannels, lout] : [outChannels, lout])
+        x.data.withUnsafeBufferPointer { px in
+            out.data.withUnsafeMutableBufferPointer { po in
+                for b in 0..<batch {
+                    apply(px.baseAddress! + b * inChannels * length, length: length,
+                          into: po.baseAddress! + b * outChannels * lout)
+                }
+            }
+        }
+        return out
+    }
+}
