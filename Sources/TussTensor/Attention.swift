@@ -73,7 +73,10 @@ public struct MultiHeadSelfAttention: Sendable {
     public var attentionDim: Int { qkv.outFeatures / 3 }
 
     /// Attends within each of `sequences` sequences of `length` tokens; `x` and `y` are `[sequences·length, dim]`.
-    public func apply(_ x: UnsafePointer<Float>, sequences: Int, length: Int, into y: UnsafeMutablePointer<Float>) {
+    ///
+    /// With `accumulate`, the result is added to what `y` holds (a residual connection without a copy).
+    public func apply(_ x: UnsafePointer<Float>, sequences: Int, length: Int, into y: UnsafeMutablePointer<Float>,
+                      accumulate: Bool = false) {
         let rows = sequences * length
         let a = attentionDim, dh = a / heads, width = 3 * a
         var projected = [Float](repeating: 0, count: rows * width)
@@ -119,7 +122,7 @@ public struct MultiHeadSelfAttention: Sendable {
                         }
                     }
                 }
-                output.apply(mix, rows: rows, into: y)
+                output.apply(mix, rows: rows, into: y, accumulate: accumulate)
             }
         }
     }

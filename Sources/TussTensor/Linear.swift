@@ -17,16 +17,25 @@ public struct Linear: Sendable {
     }
 
     /// Applies the layer to `rows` vectors stored contiguously: `x` is `[rows, in]`, `y` is `[rows, out]`.
-    public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>, parallel: Bool = true) {
+    ///
+    /// With `accumulate`, the result is added to what `y` holds (a residual connection without a copy).
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
+                      accumulate: Bool = false, parallel: Bool = true) {
         weight.withUnsafeBufferPointer { w in
-            if let bias {
+            if let bias, !accumulate {
                 bias.withUnsafeBufferPointer { b in
                     for r in 0..<rows { (y + r * outFeatures).update(from: b.baseAddress!, count: outFeatures) }
                 }
             }
             BLAS.gemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
                       a: x, lda: inFeatures, b: w.baseAddress!, ldb: inFeatures,
-                      beta: bias == nil ? 0 : 1, c: y, ldc: outFeatures, parallel: parallel)
+                      beta: (accumulate || bias != nil) ? 1 : 0, c: y, ldc: outFeatures, parallel: parallel)
+            if let bias, accumulate {
+                for r in 0..<rows {
+                    let row = y + r * outFeatures
+                    for o in 0..<outFeatures { row[o] += bias[o] }
+                }
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 import XCTest
-@testable import TussTensor
+import TussTensor
 #if os(Linux)
 import Glibc
 #endif
