@@ -106,19 +106,27 @@ public struct MultiHeadSelfAttention: Sendable {
                 }
                 let scale = 1 / Float(dh).squareRoot()
                 let items = sequences * heads
+                // Query rows go in blocks so each block's score matrix stays in cache between the two products.
+                let block = min(length, 128)
                 ComputeThreads.parallelRanges(items) { lo, hi in
-                    var scores = [Float](repeating: 0, count: length * length)
+                    var scores = [Float](repeating: 0, count: block * length)
                     scores.withUnsafeMutableBufferPointer { sbuf in
                         let sc = sbuf.baseAddress!
                         for item in lo..<hi {
                             let seq = item / heads, h = item % heads
                             let base = proj + seq * length * width
-                            let q = base + h * dh, k = base + a + h * dh, v = base + 2 * a + h * dh
-                            BLAS.gemm(transB: true, m: length, n: length, k: dh, alpha: scale,
-                                      a: q, lda: width, b: k, ldb: width, c: sc, ldc: length, parallel: false)
-                            Activation.softmaxRows(sc, rows: length, width: length)
-                            BLAS.gemm(m: length, n: dh, k: length, a: sc, lda: length, b: v, ldb: width,
-                                      c: mix + seq * length * a + h * dh, ldc: a, parallel: false)
+                            let k = base + a + h * dh, v = base + 2 * a + h * dh
+                            var q0 = 0
+                            while q0 < length {
+                                let rows = min(block, length - q0)
+                                BLAS.gemm(transB: true, m: rows, n: length, k: dh, alpha: scale,
+                                          a: base + q0 * width + h * dh, lda: width, b: k, ldb: width,
+                                          c: sc, ldc: length, parallel: false)
+                                Activation.softmaxRows(sc, rows: rows, width: length)
+                                BLAS.gemm(m: rows, n: dh, k: length, a: sc, lda: length, b: v, ldb: width,
+                                          c: mix + (seq * length + q0) * a + h * dh, ldc: a, parallel: false)
+                                q0 += rows
+                            }
                         }
                     }
                 }

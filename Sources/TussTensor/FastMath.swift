@@ -3,7 +3,11 @@
 @inline(__always)
 func vexp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     let clamped = x.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.3))
-    let n = (clamped * 1.442695041).rounded(.toNearestOrEven)
+    // Round to the nearest integer with the 1.5·2²³ trick: the sum's low mantissa bits hold n, so no (slow, generic)
+    // float-to-integer vector conversion is needed.
+    let magic = SIMD8<Float>(repeating: 12582912.0)
+    let shifted = clamped * 1.442695041 + magic
+    let n = shifted - magic
     var r = clamped - n * 0.693359375
     r = r - n * -2.12194440e-4
     var p = SIMD8<Float>(repeating: 1.0 / 720)
@@ -13,8 +17,9 @@ func vexp(_ x: SIMD8<Float>) -> SIMD8<Float> {
     p = p * r + 0.5
     p = p * r + 1
     p = p * r + 1
-    let bits = (SIMD8<Int32>(n) &+ 127) &<< 23
-    return p * unsafeBitCast(bits, to: SIMD8<Float>.self)
+    let ni = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let scale = unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
+    return p * scale
 }
 
 /// Scalar companion of `vexp` for loop tails, so every element sees the same approximation.
