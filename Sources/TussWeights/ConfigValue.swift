@@ -13,7 +13,7 @@ public indirect enum ConfigValue: Sendable, Equatable {
     /// The deepest nesting accepted when parsing.
     static let maxNesting = 200
     /// The most values one parse may produce (aliases are expanded, so a small text can name many).
-    static let maxNodes = 1_000_000
+    static let maxNodes = 200_000
 
     // MARK: Parsing
 
@@ -107,8 +107,8 @@ public indirect enum ConfigValue: Sendable, Equatable {
         case let .array(values): return .array(values.map(fromJSON))
         case let .object(members):
             var object: [String: ConfigValue] = [:]
-            for (key, value) in members {
-                object[key] = fromJSON(value)
+            for member in members {
+                object[member.key] = fromJSON(member.value)
             }
             return .object(object)
         }

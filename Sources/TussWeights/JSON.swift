@@ -1,5 +1,8 @@
 /// A parsed JSON value that keeps object keys in text order (internal: safetensors headers need the order).
-indirect enum JSONValue {
+///
+/// Object members are a struct, not a labeled tuple: with tuples, Swift 6.3 reports a spurious "circular reference"
+/// when this file is compiled as a secondary file of some batches.
+enum JSONValue {
     case null
     case bool(Bool)
     /// An integer literal (no fraction or exponent) that fits in Int64.
@@ -9,7 +12,13 @@ indirect enum JSONValue {
     case string(String)
     case array([JSONValue])
     /// Members in text order; keys are unique.
-    case object([(key: String, value: JSONValue)])
+    case object([JSONMember])
+}
+
+/// One member of a JSON object.
+struct JSONMember {
+    let key: String
+    let value: JSONValue
 }
 
 /// A strict RFC 8259 JSON parser over UTF-8 bytes, with a nesting limit so hostile text cannot exhaust the stack.
@@ -77,7 +86,7 @@ struct JSONParser {
     private mutating func parseObject(depth: Int) throws -> JSONValue {
         guard depth <= JSONParser.maxDepth else { throw failure("nesting deeper than \(JSONParser.maxDepth)") }
         position += 1
-        var members: [(key: String, value: JSONValue)] = []
+        var members: [JSONMember] = []
         var seen = Set<String>()
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
@@ -97,7 +106,7 @@ struct JSONParser {
             position += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            members.append((key: key, value: value))
+            members.append(JSONMember(key: key, value: value))
             skipWhitespace()
             guard position < bytes.count else { throw failure("unterminated object") }
             if bytes[position] == UInt8(ascii: ",") {

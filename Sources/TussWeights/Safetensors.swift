@@ -62,12 +62,14 @@ public enum Safetensors {
         var store = WeightStore(source: source)
         var ranges: [(begin: Int, end: Int, name: String)] = []
         ranges.reserveCapacity(members.count)
-        for (name, value) in members {
+        for member in members {
+            let (name, value) = (member.key, member.value)
             if name == "__metadata__" {
                 guard case let .object(entries) = value else {
                     throw invalid("__metadata__ is not an object")
                 }
-                for (key, entry) in entries {
+                for item in entries {
+                    let (key, entry) = (item.key, item.value)
                     guard case let .string(text) = entry else {
                         throw invalid("__metadata__ value for '\(key)' is not a string")
                     }
@@ -81,7 +83,8 @@ public enum Safetensors {
             var dtype: WeightDType?
             var shape: [Int]?
             var offsets: (Int, Int)?
-            for (field, fieldValue) in fields {
+            for item in fields {
+                let (field, fieldValue) = (item.key, item.value)
                 switch field {
                 case "dtype":
                     guard case let .string(text) = fieldValue else { throw invalid("dtype of '\(name)' is not a string") }

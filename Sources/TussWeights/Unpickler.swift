@@ -295,6 +295,12 @@ struct Unpickler {
                 _ = try u64()
             case 0x2E:  // STOP
                 let result = try pop()
+                // Size the expanded value first, sharing-aware and in time linear in the arenas, so a small
+                // pickle that references one container many times is refused without being expanded.
+                var sizes = ExpandedSizes(lists: lists.count, tuples: tuples.count, dicts: dicts.count)
+                guard try expandedSize(of: result, depth: 0, sizes: &sizes) <= Limits.maxValueNodes else {
+                    throw unsupported("more than \(Limits.maxValueNodes) values once shared references are expanded")
+                }
                 var budget = Limits.maxValueNodes
                 return try value(of: result, depth: 0, budget: &budget)
             case 0x28:  // MARK
@@ -623,6 +629,47 @@ struct Unpickler {
     }
 
     // MARK: Result
+
+    /// Memoized expanded sizes of the arena containers (-1: not computed yet).
+    private struct ExpandedSizes {
+        var lists: [Int]
+        var tuples: [Int]
+        var dicts: [Int]
+
+        init(lists: Int, tuples: Int, dicts: Int) {
+            self.lists = [Int](repeating: -1, count: lists)
+            self.tuples = [Int](repeating: -1, count: tuples)
+            self.dicts = [Int](repeating: -1, count: dicts)
+        }
+    }
+
+    /// The number of values `item` expands to, saturating just above the limit.
+    private func expandedSize(of item: Item, depth: Int, sizes: inout ExpandedSizes) throws -> Int {
+        guard depth <= Limits.maxNesting else {
+            throw unsupported("values nested deeper than \(Limits.maxNesting) levels (or a self-referencing container)")
+        }
+        let cap = Limits.maxValueNodes + 1
+        func total(_ children: [Item]) throws -> Int {
+            var sum = 1
+            for child in children {
+                sum = min(cap, sum + (try expandedSize(of: child, depth: depth + 1, sizes: &sizes)))
+            }
+            return sum
+        }
+        switch item {
+        case let .list(id):
+            if sizes.lists[id] < 0 { sizes.lists[id] = try total(lists[id]) }
+            return sizes.lists[id]
+        case let .tuple(id):
+            if sizes.tuples[id] < 0 { sizes.tuples[id] = try total(tuples[id]) }
+            return sizes.tuples[id]
+        case let .dict(id):
+            if sizes.dicts[id] < 0 { sizes.dicts[id] = try total(dicts[id].keys + dicts[id].values) }
+            return sizes.dicts[id]
+        case .none, .bool, .int, .float, .string, .bytes, .tensor, .storage, .global:
+            return 1
+        }
+    }
 
     /// The public value of a machine item, expanding shared references within the node budget.
     private func value(of item: Item, depth: Int, budget: inout Int) throws -> PickleValue {

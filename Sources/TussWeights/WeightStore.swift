@@ -1,6 +1,6 @@
 /// An ordered set of named tensors plus string metadata: what a model loader consumes.
 public struct WeightStore: Sendable {
-    /// Tensor names in file order.
+    /// Tensor names in file order (safetensors: header order; checkpoints: the pickled dict's order).
     public private(set) var names: [String]
     /// String metadata (safetensors `__metadata__`; empty for PyTorch checkpoints).
     public var metadata: [String: String]

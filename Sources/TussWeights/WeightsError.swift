@@ -1,3 +1,5 @@
+import Foundation
+
 /// An error from reading or writing weight files, tensors or configuration text.
 ///
 /// Every message is one line that names the file (or value) and says what to do about it.
@@ -26,6 +28,11 @@ public enum WeightsError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidYAML(reason: String)
 
     public var description: String {
+        // Names and reasons can come from hostile files: keep the message on one line.
+        message.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
+    }
+
+    private var message: String {
         switch self {
         case let .unreadableFile(path, reason):
             return "cannot read '\(path)': \(reason); check the path and its permissions"
