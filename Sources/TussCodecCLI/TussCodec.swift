@@ -14,7 +14,7 @@ struct TussCodecCommand: ParsableCommand {
         Repeat a prompt to separate several sources of one kind, e.g. --prompts speech,speech.
         """,
         version: "tuss-codec 0.1.0",
-        subcommands: [Separate.self, Info.self, Convert.self, Bench.self]
+        subcommands: [Separate.self, Encode.self, Decode.self, Info.self, Convert.self, Bench.self]
     )
 }
 
@@ -107,7 +107,8 @@ struct Separate: ParsableCommand {
 }
 
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Describe a weights file (.pth, .safetensors, official release directory).")
+    static let configuration = CommandConfiguration(
+        abstract: "Describe a codes file (.bin) or a weights file (.pth, .safetensors, official release directory).")
 
     @Argument(help: "The file or directory to describe.")
     var file: String
@@ -115,10 +116,121 @@ struct Info: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "For codes files: include every code (an array per codebook, per channel).")
+    var dumpCodes = false
+
     func run() throws {
         try reportingErrors {
+            if Self.isCodesFile(file) {
+                print(try CodecPipeline.describe(file, json: json, dumpCodes: dumpCodes))
+                return
+            }
             let description = ModelDescription(try ModelFile.open(file))
             print(json ? description.json : description.text)
+        }
+    }
+
+    static func isCodesFile(_ path: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return path.hasSuffix(".bin") }
+        defer { try? handle.close() }
+        let magic = (try? handle.read(upToCount: 8)) ?? Data()
+        return magic == Data("TUSSCODE".utf8) || path.hasSuffix(".bin")
+    }
+}
+
+/// Resolves `--codec` (default: the embedded codec).
+func openCodec(_ path: String?) throws -> CodecHandle {
+    try CodecHandle.open(path ?? DefaultModels.path(DefaultModels.codec, what: "codec"))
+}
+
+struct Encode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode audio into a codes file with the neural codec (or into Ogg Opus with --codec opus).")
+
+    @Argument(help: "Input audio (any rate and channel count).")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output codes file (.bin), or .opus with --codec opus.")
+    var output: String
+
+    @Option(help: "Codec weights (.pth or .safetensors; default: the embedded codec), or 'opus' for the libopus baseline.")
+    var codec: String?
+
+    @Option(help: "Codebooks to use (fewer = lower bitrate).")
+    var codebooks: Int?
+
+    @Option(help: "Target bitrate in kbps (chooses the codebook count; required with --codec opus).")
+    var bitrate: Double?
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try reportingErrors {
+            try compute.apply()
+            guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
+            if codebooks != nil && bitrate != nil { throw CLIError("give --codebooks or --bitrate, not both") }
+            if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
+            if let bitrate, !(bitrate > 0) { throw CLIError("--bitrate must be a positive number of kbps") }
+            if codec == "opus" {
+                guard let bitrate else { throw CLIError("--codec opus needs --bitrate KBPS") }
+                let r = try CodecPipeline.encodeOpus(input: input, output: output, kbps: bitrate)
+                print(output)
+                if !quiet { printError(String(format: "%.2f s of audio → %lld bytes (%.2f kbps)", r.seconds, r.bytes, r.kbps)) }
+                return
+            }
+            let handle = try openCodec(codec)
+            let n = bitrate.map { handle.codebooks(forBitrate: $0) } ?? codebooks
+            let r = try CodecPipeline.encodeFile(input: input, output: output, codec: handle, codebooks: n, quiet: quiet)
+            print(output)
+            if !quiet {
+                printError(String(format: "%.2f s of audio → %lld bytes, %d codebooks (%.2f kbps), %.2fx real time",
+                                  r.seconds, r.bytes, r.codebooks, r.kbps, r.seconds / max(r.wallSeconds, 1e-9)))
+            }
+        }
+    }
+}
+
+struct Decode: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Decode a codes file (or an Ogg Opus file) into audio.")
+
+    @Argument(help: "Input codes file (.bin) or .opus file.")
+    var input: String
+
+    @Option(name: .shortAndLong, help: "Output audio file (format from the extension: .wav, .flac, …).")
+    var output: String
+
+    @Option(help: "Codec weights (default: the embedded codec); must be the codec that encoded the file.")
+    var codec: String?
+
+    @Option(help: "Decode with only the first N codebooks.")
+    var codebooks: Int?
+
+    @Flag(name: .customLong("float"), help: "Write 32-bit float.")
+    var float32 = false
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try reportingErrors {
+            try compute.apply()
+            guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
+            if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
+            if input.hasSuffix(".opus") || input.hasSuffix(".ogg") {
+                let decoded = try OpusFiles.decode(input, to: output, float32: float32)
+                print(decoded)
+                return
+            }
+            let handle = try openCodec(codec)
+            let r = try CodecPipeline.decodeFile(input: input, output: output, codec: handle, codebooks: codebooks,
+                                                 float32: float32, quiet: quiet)
+            print(output)
+            if r.clippedSamples > 0 { printError("warning: \(r.clippedSamples) samples clipped in \(output); use --float to keep them") }
         }
     }
 }
