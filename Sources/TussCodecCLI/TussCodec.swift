@@ -14,7 +14,7 @@ struct TussCodecCommand: ParsableCommand {
         Repeat a prompt to separate several sources of one kind, e.g. --prompts speech,speech.
         """,
         version: "tuss-codec 0.1.0",
-        subcommands: [Separate.self, Encode.self, Decode.self, Info.self, Convert.self, Bench.self]
+        subcommands: [Separate.self, Encode.self, Decode.self, Eval.self, Info.self, Convert.self, Bench.self]
     )
 }
 
@@ -308,5 +308,60 @@ struct Bench: ParsableCommand {
         guard let root = DefaultModels.root() else { return nil }
         let path = ((root as NSString).appendingPathComponent("../shared/reference") as NSString).appendingPathComponent(relative)
         return FileManager.default.fileExists(atPath: path) ? (path as NSString).standardizingPath : nil
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Separate every mixture of a manifest and score the outputs (SI-SDR, SI-SDRi, SDR).",
+        discussion: "Repeated prompts are scored permutation-invariantly. Scores are capped at ±100 dB.")
+
+    @Option(help: "The manifest: a JSON array of {task, item, mixture, prompts, references}, paths relative to it.")
+    var manifest: String
+
+    @Option(help: "Separation path. Only 'spectral' is available until the latent masker lands.")
+    var path: String = "spectral"
+
+    @Option(help: "TUSS model (default: the embedded model).")
+    var model: String?
+
+    @Option(help: "Only these tasks (comma-separated, e.g. se,ss).")
+    var tasks: String?
+
+    @Option(help: "Write every per-item score to this JSON file.")
+    var json: String?
+
+    @Option(help: "Chunk length in seconds.")
+    var chunk: Double?
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        try reportingErrors {
+            try compute.apply()
+            guard path == "spectral" else {
+                throw CLIError("--path \(path) is not available: the codec-path masker is not built yet; use --path spectral")
+            }
+            let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
+            let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
+                                                  options: SeparationOptions(chunkSeconds: chunk, quiet: true))
+            let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
+            let scores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected) { done, total in
+                if !quiet && isatty(STDERR_FILENO) == 1 {
+                    FileHandle.standardError.write(Data("\revaluating \(done)/\(total)".utf8))
+                    if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+                }
+            }
+            print(Evaluation.table(scores))
+            if let json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                let data = try encoder.encode(scores)
+                try data.write(to: URL(fileURLWithPath: json), options: .atomic)
+            }
+        }
     }
 }

@@ -1,0 +1,143 @@
+import Foundation
+import TussAudio
+import TussModels
+
+/// One entry of an evaluation manifest.
+public struct EvaluationItem: Codable, Sendable {
+    public var task: String
+    public var item: String
+    public var sample_rate: Int?
+    public var mixture: String
+    public var prompts: [String]
+    public var references: [String]
+
+    public init(task: String, item: String, sample_rate: Int?, mixture: String, prompts: [String], references: [String]) {
+        self.task = task
+        self.item = item
+        self.sample_rate = sample_rate
+        self.mixture = mixture
+        self.prompts = prompts
+        self.references = references
+    }
+}
+
+/// Scores of one output against its reference.
+public struct EvaluationScore: Codable, Sendable {
+    public var task: String
+    public var item: String
+    public var prompt: String
+    public var output: Int
+    public var si_sdr: Double?
+    public var si_sdr_mixture: Double?
+    public var si_sdr_improvement: Double?
+    public var sdr: Double?
+}
+
+/// Runs a separator over a manifest and scores every output (permutation-invariant within repeated prompts).
+public enum Evaluation {
+    /// Reads a manifest: a JSON array of items with paths relative to the manifest.
+    public static func loadManifest(_ path: String) throws(PipelineError) -> [EvaluationItem] {
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            return try JSONDecoder().decode([EvaluationItem].self, from: data)
+        } catch let e as DecodingError {
+            throw .badInput("\(path) is not a valid manifest (a JSON array of {task, item, mixture, prompts, references}): \(e.localizedDescription)")
+        } catch {
+            throw .notFound("cannot read manifest \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Reads audio as `[channels][samples]`, resampled to `rate` when given.
+    static func readAudio(_ path: String, rate: Int?) throws -> (planar: [[Float]], rate: Int) {
+        let reader = try AudioFileReader(path: path)
+        let planar = try reader.readAll()
+        guard let rate, rate != reader.info.sampleRate else { return (planar, reader.info.sampleRate) }
+        return (try Resampler.resample(planar, from: reader.info.sampleRate, to: rate), rate)
+    }
+
+    /// Scores estimates for one item; channels are scored separately and averaged.
+    public static func score(item: EvaluationItem, mixture: [[Float]], estimates: [[[Float]]], references: [[[Float]]]) -> [EvaluationScore] {
+        let channels = mixture.count
+        var sums = [[Double]](repeating: [0, 0, 0, 0], count: item.prompts.count)
+        var counts = [[Int]](repeating: [0, 0, 0, 0], count: item.prompts.count)
+        var order = Array(0..<item.prompts.count)
+        for c in 0..<channels {
+            let est = estimates.map { $0[min(c, $0.count - 1)] }
+            let ref = references.map { $0[min(c, $0.count - 1)] }
+            if c == 0 { order = SeparationMetrics.bestAssignment(prompts: item.prompts, estimates: est, references: ref) }
+            for i in 0..<item.prompts.count {
+                let e = est[order[i]]
+                let values = [SeparationMetrics.siSDR(estimate: e, reference: ref[i]),
+                              SeparationMetrics.siSDR(estimate: mixture[c], reference: ref[i]),
+                              nil, SeparationMetrics.sdr(estimate: e, reference: ref[i])]
+                for (k, v) in values.enumerated() { if let v { sums[i][k] += v; counts[i][k] += 1 } }
+            }
+        }
+        return (0..<item.prompts.count).map { i in
+            let mean = { (k: Int) -> Double? in counts[i][k] > 0 ? sums[i][k] / Double(counts[i][k]) : nil }
+            let si = mean(0), mix = mean(1)
+            var improvement: Double?
+            if let si, let mix { improvement = si - mix }
+            return EvaluationScore(task: item.task, item: item.item, prompt: item.prompts[i], output: order[i],
+                                   si_sdr: si, si_sdr_mixture: mix, si_sdr_improvement: improvement, sdr: mean(3))
+        }
+    }
+
+    /// Separates and scores every item (optionally only some tasks) with the spectral path.
+    public static func run(manifest path: String, separator: SpectralSeparator, tasks: Set<String>?,
+                           progress: ((Int, Int) -> Void)? = nil) throws(PipelineError) -> [EvaluationScore] {
+        let items = try loadManifest(path).filter { tasks?.contains($0.task) ?? true }
+        guard !items.isEmpty else { throw .badInput("\(path): no items\(tasks.map { " for tasks \($0.sorted().joined(separator: ","))" } ?? "")") }
+        let base = (path as NSString).deletingLastPathComponent
+        func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : (base as NSString).appendingPathComponent(p) }
+        var scores: [EvaluationScore] = []
+        for (n, item) in items.enumerated() {
+            guard item.prompts.count == item.references.count else {
+                throw .badInput("\(path): item \(item.task)/\(item.item) has \(item.prompts.count) prompts but \(item.references.count) references")
+            }
+            do {
+                let prompts = try item.prompts.map { try Prompt(parsing: $0) }
+                let (mixture, rate) = try readAudio(resolve(item.mixture), rate: nil)
+                let references = try item.references.map { try readAudio(resolve($0), rate: rate).planar.map { fitLength($0, mixture[0].count) } }
+                let estimates = try separator.separate(mixture, sampleRate: rate, prompts: prompts)
+                var normalized = item
+                normalized.prompts = prompts.map(\.name)
+                scores += score(item: normalized, mixture: mixture, estimates: estimates, references: references)
+            } catch {
+                throw pipelineError(error, context: "\(item.task)/\(item.item)")
+            }
+            progress?(n + 1, items.count)
+        }
+        return scores
+    }
+
+    /// A table per task and prompt: count, mean and median of SI-SDR, SI-SDRi and SDR.
+    public static func table(_ scores: [EvaluationScore]) -> String {
+        func stats(_ v: [Double]) -> (Double, Double) {
+            guard !v.isEmpty else { return (.nan, .nan) }
+            let s = v.sorted()
+            let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+            return (v.reduce(0, +) / Double(v.count), median)
+        }
+        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
+            let fill = String(repeating: " ", count: max(0, n - s.count))
+            return left ? fill + s : s + fill
+        }
+        func num(_ x: Double) -> String { pad(x.isNaN ? "n/a" : String(format: "%.2f", x), 8, left: true) }
+        var lines = [pad("task", 6) + " " + pad("prompt", 10) + " " + pad("n", 5, left: true) + "  " +
+                     ["SI-SDR", "median", "SI-SDRi", "median", "SDR", "median"].map { pad($0, 8, left: true) }.joined(separator: " ")]
+        let tasks = Array(Set(scores.map(\.task))).sorted()
+        for task in tasks {
+            let ts = scores.filter { $0.task == task }
+            var prompts: [String] = []
+            for s in ts where !prompts.contains(s.prompt) { prompts.append(s.prompt) }
+            for prompt in prompts + ["all"] {
+                let ps = prompt == "all" ? ts : ts.filter { $0.prompt == prompt }
+                let a = stats(ps.compactMap(\.si_sdr)), b = stats(ps.compactMap(\.si_sdr_improvement)), c = stats(ps.compactMap(\.sdr))
+                lines.append(pad(task, 6) + " " + pad(prompt, 10) + " " + pad("\(ps.count)", 5, left: true) + "  " +
+                             [a.0, a.1, b.0, b.1, c.0, c.1].map(num).joined(separator: " "))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,67 @@
+import Foundation
+import XCTest
+import TussPipeline
+
+final class EvaluationTests: XCTestCase {
+    let a: [Float] = (0..<8000).map { Float(sin(Double($0) * 0.031)) }
+    let b: [Float] = (0..<8000).map { Float(($0 / 50) % 2 == 0 ? 0.4 : -0.4) }
+
+    func testSISDRKnownValues() throws {
+        // Exact estimate: +∞, reported as the cap.
+        XCTAssertEqual(SeparationMetrics.siSDR(estimate: a, reference: a), SeparationMetrics.cap)
+        // Scale does not matter.
+        XCTAssertEqual(try XCTUnwrap(SeparationMetrics.siSDR(estimate: a.map { $0 * 3 }, reference: a)), SeparationMetrics.cap, accuracy: 1e-9)
+        // Reference plus an orthogonal interferer of equal power: 0 dB.
+        let ab = zip(a, b).map { $0 + $1 }
+        let expected = 10 * log10(a.map { Double($0 * $0) }.reduce(0, +) / b.map { Double($0 * $0) }.reduce(0, +))
+        XCTAssertEqual(try XCTUnwrap(SeparationMetrics.siSDR(estimate: ab, reference: a)), expected, accuracy: 0.05)
+        // Silent estimate: very low; silent reference: undefined.
+        XCTAssertLessThan(try XCTUnwrap(SeparationMetrics.siSDR(estimate: [Float](repeating: 0, count: a.count), reference: a)), -50)
+        XCTAssertNil(SeparationMetrics.siSDR(estimate: a, reference: [Float](repeating: 0, count: a.count)))
+        // SDR is not scale-invariant: half the reference is 6.02 dB.
+        XCTAssertEqual(try XCTUnwrap(SeparationMetrics.sdr(estimate: a.map { $0 * 0.5 }, reference: a)), 6.0206, accuracy: 1e-3)
+    }
+
+    func testSwappedRepeatedPromptsScoreByTheBestPermutation() {
+        let item = EvaluationItem(task: "ss", item: "1", sample_rate: 16000, mixture: "", prompts: ["speech", "speech", "sfx-mix"], references: ["", "", ""])
+        let noise = b.map { $0 * 0.1 }
+        let mixture = [zip(zip(a, b), noise).map { $0.0 + $0.1 + $1 }]
+        // Outputs 0 and 1 are swapped relative to the references.
+        let scores = Evaluation.score(item: item, mixture: mixture, estimates: [[b], [a], [noise]], references: [[a], [b], [noise]])
+        XCTAssertEqual(scores.map(\.output), [1, 0, 2])
+        for s in scores { XCTAssertEqual(s.si_sdr, SeparationMetrics.cap) }
+        XCTAssertGreaterThan(scores[0].si_sdr_improvement ?? 0, 50)
+    }
+
+    func testEvalCommandOnATinyManifest() throws {
+        let dir = try temporaryDirectory(self)
+        let model = try smallModelPath()
+        var items: [[String: Any]] = []
+        for k in 0..<2 {
+            let sub = (dir as NSString).appendingPathComponent("se/\(k)")
+            try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+            let s = testSignal(seconds: 0.6, rate: 16000, channels: 1)
+            let n = [s[0].reversed().map { $0 * 0.3 }]
+            _ = try writeAudio(s, rate: 16000, to: sub + "/speech.wav")
+            _ = try writeAudio(n, rate: 16000, to: sub + "/sfx-mix.wav")
+            _ = try writeAudio([zip(s[0], n[0]).map { $0 + $1 }], rate: 16000, to: sub + "/mixture.wav")
+            items.append(["task": "se", "item": "\(k)", "sample_rate": 16000, "mixture": "se/\(k)/mixture.wav",
+                          "prompts": ["speech", "sfx-mix"], "references": ["se/\(k)/speech.wav", "se/\(k)/sfx-mix.wav"]])
+        }
+        let manifest = (dir as NSString).appendingPathComponent("manifest.json")
+        try JSONSerialization.data(withJSONObject: items).write(to: URL(fileURLWithPath: manifest))
+        let out = (dir as NSString).appendingPathComponent("scores.json")
+        let r = try runTool(["eval", "--manifest", manifest, "--model", model, "--json", out, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("se     speech"), r.out)
+        XCTAssertTrue(r.out.contains("se     all"), r.out)
+        let scores = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [[String: Any]]
+        XCTAssertEqual(scores?.count, 4)
+        XCTAssertNotNil(scores?.first?["si_sdr_improvement"] as? Double)
+        // A manifest that is not one gives one clear line.
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: manifest))
+        let bad = try runTool(["eval", "--manifest", manifest, "--model", model])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertEqual(bad.err.split(separator: "\n").count, 1, bad.err)
+    }
+}
