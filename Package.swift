@@ -24,7 +24,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Kernels: tensors, GEMM-lowered ops, the thread pool.
-        .target(name: "TussTensor", dependencies: ["CBLAS"]),
+        .target(name: "CKernels"),
+        .target(name: "TussTensor", dependencies: ["CBLAS", "CKernels"]),
         // Audio: files, resampling, STFT, Opus.
         .target(name: "TussAudio", dependencies: ["TussTensor", "CSndFile", "CSoxr", "CFFTW", "COpus"]),
         // Weight files: safetensors, PyTorch checkpoints, YAML configs.

@@ -1,3 +1,4 @@
+import CKernels
 #if os(Linux)
 import Glibc
 #endif
@@ -6,22 +7,17 @@ import Glibc
 public enum Activation {
     /// `x · sigmoid(x)`.
     public static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        mapSIMD8(x, count: count) { v in v / (1 + vexp(-v)) }
+        tuss_silu(x, count)
     }
 
     /// Hyperbolic tangent.
     public static func tanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        // tanh(x) = sign(x)·(1 − 2/(e^{2|x|} + 1)): no cancellation for large |x|, absolute error ~1e-7 near 0.
-        mapSIMD8(x, count: count) { v in
-            let a = v.replacing(with: -v, where: v .< 0)
-            let t = 1 - 2 / (vexp(2 * a) + 1)
-            return t.replacing(with: -t, where: v .< 0)
-        }
+        tuss_tanh(x, count)
     }
 
     /// Logistic sigmoid.
     public static func sigmoid(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        mapSIMD8(x, count: count) { v in 1 / (1 + vexp(-v)) }
+        tuss_sigmoid(x, count)
     }
 
     /// `max(x, 0)`.
@@ -32,22 +28,12 @@ public enum Activation {
     /// Gated linear unit over a split axis: `out[i] = a[i] · sigmoid(b[i])` for `count` pairs,
     /// with `a` and `b` the first and second halves of each `2·width` row.
     public static func glu(_ x: UnsafePointer<Float>, rows: Int, width: Int, into y: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let a = x + r * 2 * width, b = a + width, o = y + r * width
-            o.update(from: b, count: width)
-            mapSIMD8(o, count: width) { v in 1 / (1 + vexp(-v)) }
-            for i in 0..<width { o[i] *= a[i] }
-        }
+        tuss_glu(x, rows, width, y)
     }
 
     /// SwiGLU over a split axis: `out[i] = a[i] · silu(b[i])`, halves as in `glu`.
     public static func swiglu(_ x: UnsafePointer<Float>, rows: Int, width: Int, into y: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let a = x + r * 2 * width, b = a + width, o = y + r * width
-            o.update(from: b, count: width)
-            mapSIMD8(o, count: width) { g in g / (1 + vexp(-g)) }
-            for i in 0..<width { o[i] *= a[i] }
-        }
+        tuss_swiglu(x, rows, width, y)
     }
 
     /// DAC's Snake on a `[channels, length]` signal: `x + sin²(α·x) / (α + 1e-9)` with one α per channel.
@@ -67,15 +53,6 @@ public enum Activation {
 
     /// Softmax over each row of `rows × width`, in place, max-subtracted for stability.
     public static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-        for r in 0..<rows {
-            let v = x + r * width
-            var m = -Float.infinity
-            for i in 0..<width { m = max(m, v[i]) }
-            var sum: Float = 0
-            mapSIMD8(v, count: width) { e in vexp(e - m) }
-            for i in 0..<width { sum += v[i] }
-            let inv = 1 / sum
-            for i in 0..<width { v[i] *= inv }
-        }
+        tuss_softmax_rows(x, rows, width)
     }
 }

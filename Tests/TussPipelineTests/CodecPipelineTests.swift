@@ -93,7 +93,7 @@ final class CodecPipelineTests: XCTestCase {
         let corrupt = (dir as NSString).appendingPathComponent("x.bin")
         try bytes.write(to: URL(fileURLWithPath: corrupt))
         let empty = (dir as NSString).appendingPathComponent("e.bin")
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: empty, contents: Data()))
         for (file, expected) in [(truncated, "truncated"), (corrupt, "chunk"), (empty, "empty")] {
             let out = (dir as NSString).appendingPathComponent("o.wav")
             let r = try runTool(["decode", file, "-o", out, "--codec", codec])
