@@ -266,7 +266,7 @@ struct Bench: ParsableCommand {
     @Option(help: "TUSS model for 'tuss' (default: ../shared/reference/tuss-medium if present, else the embedded model).")
     var model: String?
 
-    @Option(help: "Codec weights for 'codec' (repeatable; default: the reference codecs if present).")
+    @Option(help: "Codec weights for 'codec' (repeatable; default: the official 16 kHz and 44.1 kHz sizes with random weights).")
     var codec: [String] = []
 
     @Option(help: "Comma-separated prompts for 'tuss'.")
@@ -289,12 +289,19 @@ struct Bench: ParsableCommand {
                 print("model: \(path)")
                 print(try Benchmarks.tuss(tuss, seconds: seconds ?? 6, prompts: Prompt.parseList(prompts)))
             case "codec":
-                var paths = codec
-                if paths.isEmpty {
-                    paths = ["dac-tiny-16k/weights.pth", "dac-tiny-44k/weights.pth"].compactMap { Self.sharedReference($0) }
+                if codec.isEmpty {
+                    // The official 16 kHz and 44.1 kHz DAC sizes, with random weights (timing does not depend on them).
+                    let official = [
+                        ("official DAC 16 kHz size (random weights)", DACConfig(encoderDim: 64, encoderRates: [2, 4, 5, 8], latentDim: nil, decoderDim: 1536,
+                                                                 decoderRates: [8, 5, 4, 2], codebooks: 12, codebookSize: 1024, codebookDim: 8, sampleRate: 16000)),
+                        ("official DAC 44.1 kHz size (random weights)", DACConfig(encoderDim: 64, encoderRates: [2, 4, 8, 8], latentDim: nil, decoderDim: 1536,
+                                                                   decoderRates: [8, 8, 4, 2], codebooks: 9, codebookSize: 1024, codebookDim: 8, sampleRate: 44100)),
+                    ]
+                    for (label, config) in official {
+                        print(Benchmarks.codec(try DACCodec(randomWeightsFor: config), seconds: seconds ?? 10, label: label))
+                    }
                 }
-                if paths.isEmpty { paths = [try DefaultModels.path(DefaultModels.codec, what: "codec")] }
-                for p in paths {
+                for p in codec {
                     let dac = try ModelFile.open(p).dacCodec()
                     print(Benchmarks.codec(dac, seconds: seconds ?? 10, label: p))
                 }

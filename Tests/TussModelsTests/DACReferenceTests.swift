@@ -43,3 +43,20 @@ final class DACReferenceTests: XCTestCase {
 
     func testDAC44kBundle() throws { try check(bundle: "dac-tiny-44k") }
 }
+
+/// The official sizes build and produce the documented shapes (random weights; the files are not reachable here).
+final class DACOfficialSizeTests: XCTestCase {
+    func testOfficial16kShapes() throws {
+        let config = DACConfig(encoderDim: 64, encoderRates: [2, 4, 5, 8], latentDim: nil, decoderDim: 1536,
+                               decoderRates: [8, 5, 4, 2], codebooks: 12, codebookSize: 1024, codebookDim: 8, sampleRate: 16000)
+        let codec = try DACCodec(randomWeightsFor: config)
+        XCTAssertEqual(config.latentDim, 1024)
+        XCTAssertEqual(config.hopLength, 320)
+        XCTAssertEqual(config.bitrate(codebooks: 12), 6000, accuracy: 1e-9)
+        let x = (0..<4000).map { Float(sin(Double($0) * 0.05)) * 0.3 }
+        let codes = codec.encode(x)
+        XCTAssertEqual(codes.count, 12)
+        XCTAssertEqual(codes[0].count, 13)            // ceil(4000 / 320)
+        XCTAssertEqual(codec.decode(codes).count, 320 * 13 - 8)   // the stride-5 layer yields 5n − 1
+    }
+}

@@ -109,6 +109,20 @@ final class CodecPipelineTests: XCTestCase {
         }
     }
 
+    func testConvertedCodecIsTheSameCodec() throws {
+        let pth = try sharedReference("dac-tiny-16k/weights.pth")
+        let dir = try temporaryDirectory(self)
+        let converted = (dir as NSString).appendingPathComponent("codec.safetensors")
+        let r = try runTool(["convert", pth, "-o", converted])
+        XCTAssertEqual(r.status, 0, r.err)
+        let a = try CodecHandle.open(pth), b = try CodecHandle.open(converted)
+        XCTAssertEqual(a.identity.weightsHash, b.identity.weightsHash, "codes from one must decode with the other")
+        XCTAssertEqual(a.codec.config, b.codec.config)
+        let x = testSignal(seconds: 0.5, rate: 16000, channels: 1)[0]
+        XCTAssertEqual(a.codec.encode(x), b.codec.encode(x))
+        XCTAssertEqual(a.codec.decode(a.codec.encode(x)), b.codec.decode(a.codec.encode(x)))
+    }
+
     func testOpusBaselineRoundTrip() throws {
         let dir = try temporaryDirectory(self)
         let input = try writeAudio(testSignal(seconds: 2, rate: 44100, channels: 2), rate: 44100,

@@ -123,8 +123,17 @@ public struct DACCodec: Sendable {
 
     /// Builds the codec from official state-dict names (`encoder.block.*`, `quantizer.quantizers.*`, `decoder.model.*`).
     public init(config: DACConfig, weights: WeightStore) throws(ModelError) {
+        try self.init(config: config, reader: WeightReader(weights))
+    }
+
+    /// Builds a codec of the given size with synthetic random weights (for benchmarks of official sizes whose
+    /// weight files cannot be downloaded here); its output is noise.
+    public init(randomWeightsFor config: DACConfig, seed: UInt64 = 1) throws(ModelError) {
+        try self.init(config: config, reader: WeightReader.random(seed: seed))
+    }
+
+    init(config: DACConfig, reader w: WeightReader) throws(ModelError) {
         self.config = config
-        let w = WeightReader(weights)
         var enc: [EncoderStep] = []
         let e = w.scoped("encoder.block")
         var d = config.encoderDim
