@@ -67,13 +67,27 @@ void tuss_glu(const float *x, ptrdiff_t rows, ptrdiff_t width, float *y) {
 }
 
 void tuss_softmax_rows(float *x, ptrdiff_t rows, ptrdiff_t width) {
+    /* Eight independent partial maxima and sums: the compiler may not reorder a float reduction by itself, and a
+       single accumulator would make the loops latency-bound. */
     for (ptrdiff_t r = 0; r < rows; r++) {
         float *v = x + r * width;
-        float m = v[0];
-        for (ptrdiff_t i = 1; i < width; i++) m = v[i] > m ? v[i] : m;
+        float m8[8];
+        for (int k = 0; k < 8; k++) m8[k] = v[0];
+        ptrdiff_t i = 0;
+        for (; i + 8 <= width; i += 8)
+            for (int k = 0; k < 8; k++) m8[k] = v[i + k] > m8[k] ? v[i + k] : m8[k];
+        float m = m8[0];
+        for (int k = 1; k < 8; k++) m = m8[k] > m ? m8[k] : m;
+        for (; i < width; i++) m = v[i] > m ? v[i] : m;
+        for (ptrdiff_t j = 0; j < width; j++) v[j] = fast_exp(v[j] - m);
+        float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        i = 0;
+        for (; i + 8 <= width; i += 8)
+            for (int k = 0; k < 8; k++) s8[k] += v[i + k];
         float sum = 0.0f;
-        for (ptrdiff_t i = 0; i < width; i++) { float e = fast_exp(v[i] - m); v[i] = e; sum += e; }
+        for (int k = 0; k < 8; k++) sum += s8[k];
+        for (; i < width; i++) sum += v[i];
         float inv = 1.0f / sum;
-        for (ptrdiff_t i = 0; i < width; i++) v[i] *= inv;
+        for (ptrdiff_t j = 0; j < width; j++) v[j] *= inv;
     }
 }

@@ -106,8 +106,10 @@ public struct MultiHeadSelfAttention: Sendable {
                 }
                 let scale = 1 / Float(dh).squareRoot()
                 let items = sequences * heads
-                // Query rows go in blocks so each block's score matrix stays in cache between the two products.
-                let block = min(length, 128)
+                // Query rows go in blocks of up to 1024: one block per head for TUSS's sequence lengths, which packs
+                // k and v once (smaller blocks re-pack them for each block and measured slower), while bounding the
+                // score scratch for long sequences.
+                let block = min(length, 1024)
                 ComputeThreads.parallelRanges(items) { lo, hi in
                     var scores = [Float](repeating: 0, count: block * length)
                     scores.withUnsafeMutableBufferPointer { sbuf in
