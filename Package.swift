@@ -43,6 +43,6 @@ let package = Package(
         .testTarget(name: "TussAudioTests", dependencies: ["TussAudio"]),
         .testTarget(name: "TussWeightsTests", dependencies: ["TussWeights"]),
         .testTarget(name: "TussModelsTests", dependencies: ["TussModels", "TussWeights", "TussAudio"]),
-        .testTarget(name: "TussPipelineTests", dependencies: ["TussPipeline"]),
+        .testTarget(name: "TussPipelineTests", dependencies: ["TussPipeline", "TussAudio", "TussModels", "CZlib"]),
     ]
 )

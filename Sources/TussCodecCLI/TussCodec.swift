@@ -14,7 +14,7 @@ struct TussCodecCommand: ParsableCommand {
         Repeat a prompt to separate several sources of one kind, e.g. --prompts speech,speech.
         """,
         version: "tuss-codec 0.1.0",
-        subcommands: [Separate.self, Encode.self, Decode.self, Eval.self, Info.self, Convert.self, Bench.self]
+        subcommands: [Separate.self, Encode.self, Decode.self, Eval.self, Plot.self, Info.self, Convert.self, Bench.self]
     )
 }
 
@@ -79,6 +79,9 @@ struct Separate: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
+    @Flag(help: "Also write DIR/spectrograms.png: the mixture and every output, stacked and labelled.")
+    var plot = false
+
     @OptionGroup var compute: ComputeOptions
 
     func run() throws {
@@ -97,6 +100,12 @@ struct Separate: ParsableCommand {
             for (path, clipped) in zip(report.outputs, report.clippedSamples) {
                 print(path)
                 if clipped > 0 { printError("warning: \(clipped) samples clipped in \(path); use --float to keep them") }
+            }
+            if plot {
+                let png = (dir as NSString).appendingPathComponent("spectrograms.png")
+                let names = ["mixture"] + Prompt.outputNames(for: list)
+                try SpectrogramPlot.plotFiles([input] + report.outputs, labels: names, output: png)
+                print(png)
             }
             if !quiet {
                 printError(String(format: "separated %.1f s of audio in %.1f s (%.2fx real time)",
@@ -369,6 +378,26 @@ struct Eval: ParsableCommand {
                 let data = try encoder.encode(scores)
                 try data.write(to: URL(fileURLWithPath: json), options: .atomic)
             }
+        }
+    }
+}
+
+struct Plot: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a PNG of the log-magnitude spectrograms of audio files, stacked and labelled.")
+
+    @Argument(help: "Audio files (the first channel of each is plotted).")
+    var files: [String]
+
+    @Option(name: .shortAndLong, help: "Output PNG path.")
+    var output: String
+
+    func run() throws {
+        try reportingErrors {
+            guard !files.isEmpty else { throw CLIError("give at least one audio file") }
+            guard output.hasSuffix(".png") else { throw CLIError("the output must end in .png") }
+            try SpectrogramPlot.plotFiles(files, output: output)
+            print(output)
         }
     }
 }
