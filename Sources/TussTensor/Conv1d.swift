@@ -124,21 +124,7 @@ public struct Conv1d: Sendable {
 
     /// Convolves a `[inChannels, length]` or `[batch, inChannels, length]` tensor.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let batched = x.rank == 3
-        precondition((x.rank == 2 || batched) && x.shape[x.rank - 2] == inChannels, "Conv1d: input \(x.shape)")
-        let batch = batched ? x.shape[0] : 1
-        let length = x.shape[x.rank - 1]
-        let lout = outputLength(length)
-        var out = Tensor(zeros: batched ? [batch, outChannels, lout] : [outChannels, lout])
-        x.data.withUnsafeBufferPointer { px in
-            out.data.withUnsafeMutableBufferPointer { po in
-                for b in 0..<batch {
-                    apply(px.baseAddress! + b * inChannels * length, length: length,
-                          into: po.baseAddress! + b * outChannels * lout)
-                }
-            }
-        }
-        return out
+        applyPerItem(x, inChannels: inChannels, outChannels: outChannels, outputLength: outputLength) { apply($0, length: $1, into: $2) }
     }
 }
 
@@ -232,20 +218,25 @@ public struct ConvTranspose1d: Sendable {
 
     /// Applies the layer to a `[inChannels, length]` or `[batch, inChannels, length]` tensor.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let batched = x.rank == 3
-        precondition((x.rank == 2 || batched) && x.shape[x.rank - 2] == inChannels, "ConvTranspose1d: input \(x.shape)")
-        let batch = batched ? x.shape[0] : 1
-        let length = x.shape[x.rank - 1]
-        let lout = outputLength(length)
-        var out = Tensor(zeros: batched ? [batch, outChannels, lout] : [outChannels, lout])
-        x.data.withUnsafeBufferPointer { px in
-            out.data.withUnsafeMutableBufferPointer { po in
-                for b in 0..<batch {
-                    apply(px.baseAddress! + b * inChannels * length, length: length,
-                          into: po.baseAddress! + b * outChannels * lout)
-                }
+        applyPerItem(x, inChannels: inChannels, outChannels: outChannels, outputLength: outputLength) { apply($0, length: $1, into: $2) }
+    }
+}
+
+/// Runs a per-item `[channels, length]` layer over a `[channels, length]` or `[batch, channels, length]` tensor.
+func applyPerItem(_ x: Tensor, inChannels: Int, outChannels: Int, outputLength: (Int) -> Int,
+                  _ apply: (UnsafePointer<Float>, Int, UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+    let batched = x.rank == 3
+    precondition((x.rank == 2 || batched) && x.shape[x.rank - 2] == inChannels, "convolution: input \(x.shape), expected \(inChannels) channels")
+    let batch = batched ? x.shape[0] : 1
+    let length = x.shape[x.rank - 1]
+    let lout = outputLength(length)
+    var out = Tensor(zeros: batched ? [batch, outChannels, lout] : [outChannels, lout])
+    x.data.withUnsafeBufferPointer { px in
+        out.data.withUnsafeMutableBufferPointer { po in
+            for b in 0..<batch {
+                apply(px.baseAddress! + b * inChannels * length, length, po.baseAddress! + b * outChannels * lout)
             }
         }
-        return out
     }
+    return out
 }
