@@ -1,0 +1,60 @@
+"""Loss and prompt-dropout rules of Training/tuss/train.py."""
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAINING = Path(__file__).resolve().parents[1]
+if str(TRAINING) not in sys.path:
+    sys.path.insert(0, str(TRAINING))
+
+torch = pytest.importorskip("torch")
+
+
+def test_pit_within_repeated_prompts_only():
+    from tuss.train import pit_snr_loss, snr_with_zero_refs
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(1, 3, 800, generator=g)
+    mix = ref.sum(1)
+    noisy = ref + 0.1 * torch.randn(1, 3, 800, generator=g)
+    base, _, _ = snr_with_zero_refs(noisy, ref, mix)
+    # outputs 0 and 1 swapped: same loss when both prompts are "speech" ...
+    swapped = noisy[:, [1, 0, 2]]
+    loss, perms = pit_snr_loss(swapped, ref, mix, [["speech", "speech", "sfxbg"]])
+    assert torch.allclose(loss, pit_snr_loss(noisy, ref, mix, [["speech", "speech", "sfxbg"]])[0], atol=1e-4)
+    assert perms == [[1, 0, 2]]
+    # ... but not when the prompts differ (the prompt order fixes the assignment)
+    loss2, perms2 = pit_snr_loss(swapped, ref, mix, [["speech", "sfx", "sfxbg"]])
+    assert perms2 == [[0, 1, 2]] and float(loss2) > float(loss) + 5
+    # all distinct prompts, one category each: category mean == source mean
+    loss3, _ = pit_snr_loss(noisy, ref, mix, [["speech", "sfx", "sfxbg"]])
+    assert torch.allclose(loss3, base, atol=1e-4)
+
+
+def test_zero_reference_uses_mixture_power():
+    from tuss.train import snr_with_zero_refs
+
+    ref = torch.zeros(1, 1, 100)
+    mix = torch.ones(1, 100)
+    est = torch.full((1, 1, 100), 0.1)
+    loss, per, active = snr_with_zero_refs(est, ref, mix)
+    assert not bool(active[0, 0])
+    expected = 10 * torch.log10(torch.tensor(1.0 + 1e-3 * 100 + 1e-7)) - 10 * torch.log10(torch.tensor(100 + 1e-7))
+    assert torch.allclose(per[0, 0], expected, atol=1e-4)
+    assert torch.allclose(loss, 0.1 * expected, atol=1e-4)
+
+
+def test_prompt_dropout_keeps_repeated_categories():
+    from tuss.train import prompt_dropout
+
+    rng = random.Random(0)
+    src = torch.arange(4.0)[:, None]
+    for _ in range(200):
+        p, s = prompt_dropout(["speech", "speech", "drums", "bass"], src, rng)
+        assert p.count("speech") == 2 and 1 <= len(p) <= 3
+        assert s.shape[0] == len(p)
+    assert prompt_dropout(["sfx", "sfx"], src[:2], rng)[0] == ["sfx", "sfx"]
+    assert prompt_dropout(["speech"], src[:1], rng)[0] == ["speech"]
