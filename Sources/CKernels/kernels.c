@@ -91,3 +91,25 @@ void tuss_softmax_rows(float *x, ptrdiff_t rows, ptrdiff_t width) {
         for (ptrdiff_t j = 0; j < width; j++) v[j] *= inv;
     }
 }
+
+/* sin^2 needs no sign: reduce y by the nearest multiple of pi (two-part pi for accuracy), then an odd polynomial on
+   [-pi/2, pi/2] (Taylor to r^11, error < 6e-8). */
+static inline float sin_squared(float y) {
+    float k = y * 0.318309886f;
+    k = k + 12582912.0f;
+    k = k - 12582912.0f;
+    float r = y - k * 3.140625f;
+    r = r - k * 9.67653589793e-4f;
+    float r2 = r * r;
+    float s = r * (1.0f + r2 * (-1.0f / 6.0f + r2 * (1.0f / 120.0f + r2 * (-1.0f / 5040.0f + r2 * (1.0f / 362880.0f + r2 * (-1.0f / 39916800.0f))))));
+    return s * s;
+}
+
+void tuss_snake(float *x, ptrdiff_t channels, ptrdiff_t length, const float *alpha) {
+    for (ptrdiff_t c = 0; c < channels; c++) {
+        float a = alpha[c];
+        float inv = 1.0f / (a + 1e-9f);
+        float *row = x + c * length;
+        for (ptrdiff_t t = 0; t < length; t++) row[t] += inv * sin_squared(a * row[t]);
+    }
+}

@@ -39,15 +39,7 @@ public enum Activation {
     /// DAC's Snake on a `[channels, length]` signal: `x + sin²(α·x) / (α + 1e-9)` with one α per channel.
     public static func snake(_ x: UnsafeMutablePointer<Float>, channels: Int, length: Int, alpha: UnsafePointer<Float>) {
         ComputeThreads.parallelRanges(channels, minChunk: max(1, 65536 / max(length, 1))) { lo, hi in
-            for c in lo..<hi {
-                let a = alpha[c]
-                let inv = 1 / (a + 1e-9)
-                let row = x + c * length
-                for t in 0..<length {
-                    let s = sinf(a * row[t])
-                    row[t] += inv * s * s
-                }
-            }
+            tuss_snake(x + lo * length, hi - lo, length, alpha + lo)
         }
     }
 

@@ -227,6 +227,19 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testSnakeAtLargeArguments() {
+        var rng = TestRNG(9)
+        let x = rng.array(2000).map { $0 * 60 }
+        let alpha: [Float] = [0.05, 1, 4.5, 9]
+        var y = x
+        y.withUnsafeMutableBufferPointer { Activation.snake($0.baseAddress!, channels: 4, length: 500, alpha: alpha) }
+        for c in 0..<4 { for t in 0..<500 {
+            let v = Double(x[c * 500 + t]), a = Double(Float(alpha[c]))
+            let expected = v + pow(sin(Double(Float(a * v))), 2) / (a + 1e-9)
+            XCTAssertEqual(Double(y[c * 500 + t]), expected, accuracy: 2e-5 * max(1, abs(expected)))
+        } }
+    }
+
     func testAttentionWithInterleavedRoPEAgainstNaive() {
         var rng = TestRNG(7)
         let dim = 12, heads = 2, adim = 16, dh = 8, length = 9, seqs = 3

@@ -14,4 +14,7 @@ void tuss_glu(const float *x, ptrdiff_t rows, ptrdiff_t width, float *y);
 /* Softmax of each row, in place, max-subtracted. */
 void tuss_softmax_rows(float *x, ptrdiff_t rows, ptrdiff_t width);
 
+/* DAC's Snake on [channels, length]: x + sin^2(alpha x) / (alpha + 1e-9), one alpha per channel. */
+void tuss_snake(float *x, ptrdiff_t channels, ptrdiff_t length, const float *alpha);
+
 #endif
