@@ -1,0 +1,1 @@
+"""Debian-package audio data for TUSS training: collect.py (cache), mixtures.py (on-the-fly mixtures)."""
