@@ -37,15 +37,16 @@ final class EvaluationTests: XCTestCase {
         let dir = try temporaryDirectory(self)
         let model = try smallModelPath()
         var items: [[String: Any]] = []
-        for k in 0..<2 {
+        // One mono 16 kHz item and one stereo 44.1 kHz item: eval must take any rate and channel count.
+        for (k, (rate, channels)) in [(16000, 1), (44100, 2)].enumerated() {
             let sub = (dir as NSString).appendingPathComponent("se/\(k)")
             try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
-            let s = testSignal(seconds: 0.6, rate: 16000, channels: 1)
-            let n = [s[0].reversed().map { $0 * 0.3 }]
-            _ = try writeAudio(s, rate: 16000, to: sub + "/speech.wav")
-            _ = try writeAudio(n, rate: 16000, to: sub + "/sfx-mix.wav")
-            _ = try writeAudio([zip(s[0], n[0]).map { $0 + $1 }], rate: 16000, to: sub + "/mixture.wav")
-            items.append(["task": "se", "item": "\(k)", "sample_rate": 16000, "mixture": "se/\(k)/mixture.wav",
+            let s = testSignal(seconds: 0.6, rate: rate, channels: channels)
+            let n = s.map { $0.reversed().map { $0 * 0.3 } }
+            _ = try writeAudio(s, rate: rate, to: sub + "/speech.wav")
+            _ = try writeAudio(n, rate: rate, to: sub + "/sfx-mix.wav")
+            _ = try writeAudio(zip(s, n).map { zip($0, $1).map { $0 + $1 } }, rate: rate, to: sub + "/mixture.wav")
+            items.append(["task": "se", "item": "\(k)", "sample_rate": rate, "mixture": "se/\(k)/mixture.wav",
                           "prompts": ["speech", "sfx-mix"], "references": ["se/\(k)/speech.wav", "se/\(k)/sfx-mix.wav"]])
         }
         let manifest = (dir as NSString).appendingPathComponent("manifest.json")
