@@ -40,10 +40,17 @@ if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
 from codec.dac import DAC, count_parameters  # noqa: E402
+from tuss.train import si_sdr  # noqa: E402  (one definition of the metric for every recipe)
 
 COMPACT_16K = dict(encoder_dim=32, encoder_rates=[2, 4, 5, 8], latent_dim=256, decoder_dim=384,
                    decoder_rates=[8, 5, 4, 2], n_codebooks=12, codebook_size=1024, codebook_dim=8,
                    quantizer_dropout=0.5, sample_rate=16000)
+# The shipped default (Codecs/dac-small-16k): sized so that one CPU core trains it at ~4 audio-seconds per second.
+SMALL_16K = dict(encoder_dim=24, encoder_rates=[2, 4, 5, 8], latent_dim=64, decoder_dim=256,
+                 decoder_rates=[8, 5, 4, 2], n_codebooks=12, codebook_size=1024, codebook_dim=8,
+                 quantizer_dropout=0.5, sample_rate=16000)
+LOG_FIELDS = ["step", "wall_s", "audio_h", "lr", "total", "mel", "stft_sc", "stft_logmag", "wave_l1", "commit",
+              "grad_norm", "val_mel_4", "val_mel_8", "val_mel_12", "val_sisdr_4", "val_sisdr_8", "val_sisdr_12"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -161,19 +168,61 @@ def export_codec(model: DAC, path: Path, extra=None):
     os.replace(tmp, path)
 
 
+CONFIGS = {"compact": COMPACT_16K, "small": SMALL_16K}
+
+
+@torch.no_grad()
+def validate(model, items, losses, codebooks):
+    """Mean log-mel distance and SI-SDR of the decoded validation items, per codebook count."""
+    model.eval()
+    out = {}
+    for nq in codebooks:
+        mels, sdrs = [], []
+        for x in items:
+            y = model(x[None, None], n_quantizers=nq)["audio"][0, 0]
+            n = min(len(y), len(x))
+            mels.append(float(losses(y[None, :n], x[None, :n])["mel"]))
+            sdrs.append(float(si_sdr(y[None, :n], x[None, :n])[0]))
+        out[nq] = (float(np.mean(mels)), float(np.mean(sdrs)))
+    model.train()
+    return out
+
+
+def load_exported(path: Path):
+    """A codec safetensors file (export_codec) -> (DAC, step)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    model = DAC(**json.loads(meta["tuss-codec.config"]))
+    model.load_state_dict(load_file(str(path)))
+    return model, int(meta.get("tuss-codec.step", "0")), float(meta.get("tuss-codec.audio_hours", "0"))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="codec16k")
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="small")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr-final", type=float, default=1e-4, help="reached after --decay-steps, then held")
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--decay-steps", type=int, default=30000)
     ap.add_argument("--max-steps", type=int, default=10**9)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--save-every-sec", type=float, default=600)
+    ap.add_argument("--val-items", type=int, default=12)
     ap.add_argument("--synthetic", action="store_true")
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue runs/<run>/latest.pt (model + optimizer)")
+    ap.add_argument("--init-from", type=Path, help="continue from an exported codec (weights only, fresh optimizer)")
+    ap.add_argument("--export", type=Path, default=None,
+                    help="also export here at every save (e.g. Codecs/dac-small-16k/codec.safetensors)")
+    ap.add_argument("--log", type=Path, default=None, help="CSV log (default runs/<run>/log.csv)")
+    ap.add_argument("--name", default="dac-small-16k", help="codec name recorded in the file and in codes files")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     run_dir = HERE / "runs" / args.run
@@ -182,35 +231,74 @@ def main(argv=None):
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    model = DAC(**COMPACT_16K)
+    state = {"step": 0, "wall_s": 0.0, "audio_h": 0.0}
+    if args.init_from:
+        model, state["step"], state["audio_h"] = load_exported(args.init_from)
+    else:
+        model = DAC(**CONFIGS[args.config])
     losses = SpectralLosses(16000)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.8, 0.99))
-    state = {"step": 0, "wall_s": 0.0}
     if args.resume:
         ck = torch.load(latest, map_location="cpu", weights_only=False)
+        model = DAC(**ck["kwargs"])
         model.load_state_dict(ck["model"])
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.8, 0.99))
         opt.load_state_dict(ck["optimizer"])
         state.update(ck["state"])
         torch.set_rng_state(ck["torch_rng"])
-    elif latest.exists():
-        raise SystemExit(f"{latest} exists: use --resume or another --run")
-    print(f"DAC compact 16k: {count_parameters(model):,} parameters, hop {model.hop_length}", flush=True)
+    elif latest.exists() and not args.init_from:
+        raise SystemExit(f"{latest} exists: use --resume, --init-from or another --run")
+    first_step = state["step"]
+
+    def lr_at(step):
+        # warm-up after every (re)start: a fresh optimizer has no moment estimates yet
+        warm = min(1.0, (step - first_step + 1) / max(1, args.warmup))
+        frac = min(1.0, step / max(1, args.decay_steps))
+        return warm * args.lr * (args.lr_final / args.lr) ** frac
+
+    print(f"DAC {model.kwargs}: {count_parameters(model):,} parameters, hop {model.hop_length}", flush=True)
     data = AudioSource("train", args.seconds, args.seed, args.synthetic)
+    val_data = AudioSource("valid", 2.0, 12345, args.synthetic)
+    val_items = [val_data.get(i) for i in range(args.val_items)]
     stop = {"flag": False}
     signal.signal(signal.SIGTERM, lambda s, f: stop.update(flag=True))
+    signal.signal(signal.SIGINT, lambda s, f: stop.update(flag=True))
+    log_path = args.log or run_dir / "log.csv"
+
+    def log(row):
+        new = not log_path.exists()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        print(row, flush=True)
 
     def save():
+        v = validate(model, val_items, losses, (4, 8, 12))
+        log({"step": state["step"], "wall_s": round(state["wall_s"], 1), "audio_h": round(state["audio_h"], 3),
+             "lr": lr_at(state["step"]),
+             **{f"val_mel_{nq}": round(m, 4) for nq, (m, _) in v.items()},
+             **{f"val_sisdr_{nq}": round(d, 3) for nq, (_, d) in v.items()}})
         tmp = latest.with_name("latest.pt.tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                     "torch_rng": torch.get_rng_state(), "kwargs": model.kwargs}, tmp)
         os.replace(tmp, latest)
-        export_codec(model, run_dir / "model.safetensors", {"step": state["step"]})
+        extra = {"name": args.name, "step": state["step"], "audio_hours": round(state["audio_h"], 3),
+                 "val_mel_12": round(v[12][0], 4), "val_sisdr_12": round(v[12][1], 3)}
+        export_codec(model, run_dir / "model.safetensors", extra)
+        if args.export:
+            export_codec(model, args.export, extra)
 
-    log_path = run_dir / "log.csv"
     t_last, last_save = time.time(), time.time()
     model.train()
+    if state["step"] == 0:
+        save()
     while state["step"] < args.max_steps and not stop["flag"]:
         step = state["step"]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
         x = torch.stack([data.get(step * args.batch + j) for j in range(args.batch)])[:, None]  # (B, 1, L)
         out = model(x)
         y = out["audio"][:, 0]
@@ -225,17 +313,12 @@ def main(argv=None):
         state["wall_s"] += now - t_last
         t_last = now
         state["step"] += 1
+        state["audio_h"] += args.batch * args.seconds / 3600
         if state["step"] % args.log_every == 0:
-            row = {"step": state["step"], "wall_s": round(state["wall_s"], 1), "total": round(float(total.detach()), 4),
-                   **{k: round(float(v), 4) for k, v in l.items()},
-                   "commit": round(float(out["vq/commitment_loss"]), 4), "grad_norm": round(float(gn), 2)}
-            new = not log_path.exists()
-            with open(log_path, "a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(row))
-                if new:
-                    w.writeheader()
-                w.writerow(row)
-            print(row, flush=True)
+            log({"step": state["step"], "wall_s": round(state["wall_s"], 1), "audio_h": round(state["audio_h"], 3),
+                 "lr": lr_at(step), "total": round(float(total.detach()), 4),
+                 **{k: round(float(v), 4) for k, v in l.items()},
+                 "commit": round(float(out["vq/commitment_loss"]), 4), "grad_norm": round(float(gn), 2)})
         if time.time() - last_save > args.save_every_sec:
             save()
             last_save = time.time()

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUN="${RUN:-small}"
 mkdir -p "Training/tuss/runs/$RUN"
-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 setsid nohup nice -n 5 python3 Training/tuss/train.py --run "$RUN" "$@" \
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 setsid nohup nice -n 15 python3 Training/tuss/train.py --run "$RUN" "$@" \
     >> "Training/tuss/runs/$RUN/stdout.log" 2>&1 < /dev/null &
 echo "$!" > "Training/tuss/runs/$RUN/pid"
 echo "started train.py (run $RUN) as PID $!; log Training/tuss/runs/$RUN/stdout.log"
