@@ -222,6 +222,8 @@ def main(argv=None):
     ap.add_argument("--export", type=Path, default=None,
                     help="also export here at every save (e.g. Codecs/dac-small-16k/codec.safetensors)")
     ap.add_argument("--log", type=Path, default=None, help="CSV log (default runs/<run>/log.csv)")
+    ap.add_argument("--fixture-dir", type=Path, default=None,
+                    help="regenerate the Swift parity fixture here after every --export (Tests/Fixtures/dac-small-16k)")
     ap.add_argument("--name", default="dac-small-16k", help="codec name recorded in the file and in codes files")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -290,6 +292,10 @@ def main(argv=None):
         export_codec(model, run_dir / "model.safetensors", extra)
         if args.export:
             export_codec(model, args.export, extra)
+            if args.fixture_dir:
+                from codec.make_fixture import main as make_fixture
+
+                make_fixture(["--model", str(args.export), "--out", str(args.fixture_dir)])
 
     t_last, last_save = time.time(), time.time()
     model.train()

@@ -1,0 +1,52 @@
+import Foundation
+import XCTest
+import TussModels
+import TussWeights
+@testable import TussPipeline
+
+/// The shipped codec in Swift against our PyTorch recipe: a committed fixture (Training/codec/make_fixture.py) holds
+/// an input and the recipe's latent, codes and decoded audio, made from the exact codec file (by sha256).
+final class ShippedCodecParityTests: XCTestCase {
+    func testShippedCodecMatchesTheRecipe() throws {
+        let root = packageRoot()
+        let codecPath = (root as NSString).appendingPathComponent(DefaultModels.codec)
+        let casePath = (root as NSString).appendingPathComponent("Tests/Fixtures/dac-small-16k/case.safetensors")
+        guard FileManager.default.fileExists(atPath: codecPath), FileManager.default.fileExists(atPath: casePath) else {
+            throw XCTSkip("\(DefaultModels.codec) or its fixture is missing")
+        }
+        let fixture = try Safetensors.load(casePath)
+        let digest = SHA256.hash(try Data(contentsOf: URL(fileURLWithPath: codecPath))).map { String(format: "%02x", $0) }.joined()
+        XCTAssertEqual(fixture.metadata["model_sha256"], digest,
+                       "the fixture was made from another codec file: python3 Training/codec/make_fixture.py --model \(DefaultModels.codec) --out Tests/Fixtures/dac-small-16k")
+        let codec = try CodecHandle.open(codecPath).codec
+        let audio = try fixture.require("audio").floats()
+        let z = codec.encodeLatent(audio)
+        XCTAssertLessThan(relativeL2(z.data, try fixture.require("z").floats()), 1e-4, "z")
+        let q = codec.quantizer.quantize(z, codebooks: codec.config.codebooks)
+        let expected = try fixture.require("codes").int64s()
+        let margin = try fixture.require("margin").floats()
+        let frames = z.shape[1]
+        // A lookup may only differ where the recipe's best and second-best entries are within float32 rounding;
+        // every later codebook of that frame then sees another residual and may differ too.
+        for t in 0..<frames {
+            var tieSeen = false
+            for i in 0..<q.codes.count {
+                if margin[i * frames + t] < 1e-5 { tieSeen = true }
+                if Int64(q.codes[i][t]) != expected[i * frames + t] {
+                    XCTAssertTrue(tieSeen, "codebook \(i) frame \(t): \(q.codes[i][t]) vs \(expected[i * frames + t]) without a near-tie")
+                }
+            }
+        }
+        XCTAssertLessThan(relativeL2(q.zq.data, try fixture.require("z_q").floats()), 1e-4, "z_q")
+        let codes = (0..<q.codes.count).map { i in (0..<frames).map { Int32(expected[i * frames + $0]) } }
+        XCTAssertLessThan(relativeL2(codec.decode(codes), try fixture.require("decoded").floats()), 1e-4, "decoded")
+    }
+}
+
+/// ‖a − b‖ / ‖b‖ in double precision.
+private func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
+    guard a.count == b.count else { return .infinity }
+    var num = 0.0, den = 0.0
+    for i in 0..<a.count { let d = Double(a[i]) - Double(b[i]); num += d * d; den += Double(b[i]) * Double(b[i]) }
+    return (num / max(den, 1e-30)).squareRoot()
+}
