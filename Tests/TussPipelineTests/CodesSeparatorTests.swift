@@ -64,3 +64,14 @@ final class CodesSeparatorTests: XCTestCase {
         }
     }
 }
+
+final class MaskerFixtureIdentityTests: XCTestCase {
+    /// The Python export names its codec by the same weights digest the Swift engine computes.
+    func testFixtureMaskerAcceptsItsCodec() throws {
+        let dir = (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/masker-random")
+        let codec = try CodecHandle.open((dir as NSString).appendingPathComponent("codec.safetensors"))
+        let masker = try MaskerHandle.open((dir as NSString).appendingPathComponent("model.safetensors"))
+        XCTAssertNoThrow(try masker.requireCodec(codec))
+        XCTAssertEqual(masker.masker.config.codecName, codec.identity.name)
+    }
+}
