@@ -132,4 +132,43 @@ public enum Benchmarks {
                    seconds, decodeSeconds, decodeSeconds / seconds, cost.decode / 1e9, decG, 100 * decG / peak, peak),
         ].joined(separator: "\n")
     }
+
+    /// `tuss-codec bench masker`: the latent masker offline over `seconds` of latent frames, and streamed one frame
+    /// per push as a server would; with a codec, also the re-quantisation of each prompt's latent.
+    public static func masker(_ masker: LatentMasker, label: String, frameRate: Double, seconds: Double,
+                              prompts: [Prompt], quantizer: ResidualVectorQuantizer?, codebooks: Int) -> String {
+        let c = masker.config
+        let frames = max(1, Int((seconds * frameRate).rounded()))
+        let latent = Tensor(shape: [c.latentDim, frames], data: random(c.latentDim * frames, seed: 14))
+        let offline = time(repeats: 2) { _ = masker.separate(latent, prompts: prompts) }
+        let streamFrames = min(frames, Int(frameRate * 10))
+        let streamSeconds = Double(streamFrames) / frameRate
+        let streamed = time(repeats: 1) {
+            var stream = masker.makeStream(prompts: prompts)
+            for t in 0..<streamFrames {
+                var column = Tensor(zeros: [c.latentDim, 1])
+                for ch in 0..<c.latentDim { column.data[ch] = latent.data[ch * frames + t] }
+                _ = stream.push(column)
+            }
+        }
+        let cost = ModelCost.masker(c, frames: frames, prompts: prompts.count)
+        let total = cost.shared + Double(prompts.count) * cost.perPrompt
+        let one = ModelCost.masker(c, frames: frames, prompts: 1)
+        var lines = [
+            "\(label): latent \(c.latentDim), D \(c.modelDim), \(c.heads) heads, FFN \(c.ffnDim), \(c.jointLayers) joint + \(c.filmLayers) FiLM layers, window \(c.window) frames",
+            String(format: "threads: %d; %.1f s of latent at %.2f frames/s; %d prompt%@ (%@)", ComputeThreads.count, seconds, frameRate,
+                   prompts.count, prompts.count == 1 ? "" : "s", prompts.map(\.name).joined(separator: ",")),
+            String(format: "compute: %.4f GMAC per second of audio for one prompt (shared %.4f + per prompt %.4f); %.4f for these prompts",
+                   (one.shared + one.perPrompt) / seconds / 1e9, cost.shared / seconds / 1e9, cost.perPrompt / seconds / 1e9, total / seconds / 1e9),
+            String(format: "offline: %.3f s (real-time factor %.4f, %.0fx faster than real time)", offline, offline / seconds, seconds / offline),
+            String(format: "streamed one frame per push (%.1f s): %.3f s (real-time factor %.4f, %.0fx faster than real time)",
+                   streamSeconds, streamed, streamed / streamSeconds, streamSeconds / streamed),
+        ]
+        if let quantizer {
+            let books = min(codebooks, quantizer.codebookCount)
+            let rvq = time(repeats: 2) { _ = quantizer.quantize(latent, codebooks: books) }
+            lines.append(String(format: "re-quantisation (%d codebooks) per prompt: %.3f s (real-time factor %.4f)", books, rvq, rvq / seconds))
+        }
+        return lines.joined(separator: "\n")
+    }
 }
