@@ -189,6 +189,8 @@ def main(argv=None):
 
     if not args.synthetic:
         args.index = args.index or wait_for_index(args.wait_data)
+        if not Path(args.index).is_file():
+            raise SystemExit(f"data index not found: {args.index} (build it with Training/data/collect.py, or pass --index)")
     train_sampler, val_sampler = make_sampler(args, "train"), make_sampler(args, "valid")
     val_items = [get_item(val_sampler, i) for i in range(args.val_items)]
     n_books = codec.quantizer.n_codebooks
