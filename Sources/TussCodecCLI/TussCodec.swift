@@ -29,6 +29,26 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
+/// Options of the codec path (`separate --codes`, `separate --path codec`, `eval --path codec|both`).
+struct CodecPathOptions: ParsableArguments {
+    @Option(help: "Codec weights for the codec path (default: the embedded codec); must be the codec that made the codes.")
+    var codec: String?
+
+    @Option(help: "Codec-path masker (.safetensors; default: Models/codec-masker/model.safetensors).")
+    var masker: String?
+
+    @Option(help: "Codebooks to encode with on the codec path (default: all).")
+    var codebooks: Int?
+
+    /// The codec and the masker (defaults: the embedded files), after checking `--codebooks`.
+    func open() throws -> (CodecHandle, MaskerHandle) {
+        if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
+        let codecHandle = try openCodec(codec)
+        let maskerHandle = try masker.map { path throws(PipelineError) in try MaskerHandle.open(path) } ?? MaskerHandle.openDefault()
+        return (codecHandle, maskerHandle)
+    }
+}
+
 /// A one-line error for the user.
 struct CLIError: Error, CustomStringConvertible {
     let description: String
@@ -76,14 +96,7 @@ struct Separate: ParsableCommand {
     @Option(help: "TUSS model: an official release directory, a .pth beside hparams.yaml, or a .safetensors file (default: the embedded model).")
     var model: String?
 
-    @Option(help: "Codec-path masker (.safetensors; default: Models/codec-masker/model.safetensors).")
-    var masker: String?
-
-    @Option(help: "Codec weights for the codec path (default: the embedded codec); must be the codec that made the codes.")
-    var codec: String?
-
-    @Option(help: "Codebooks to encode with on the codec path (default: all).")
-    var codebooks: Int?
+    @OptionGroup var codecPath: CodecPathOptions
 
     @Flag(help: "With --codes: also decode every output to DIR/<prompt>.wav.")
     var decode = false
@@ -126,10 +139,9 @@ struct Separate: ParsableCommand {
             case "spectral":
                 try separateSpectral(input, list, dir)
             case "codec":
-                if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
-                let (codecHandle, maskerHandle) = try openCodecPath()
+                let (codecHandle, maskerHandle) = try codecPath.open()
                 let r = try CodesSeparation.separateAudioFile(input: input, outputDirectory: dir, prompts: list, codec: codecHandle,
-                                                              masker: maskerHandle, codebooks: codebooks, float32: float32)
+                                                              masker: maskerHandle, codebooks: codecPath.codebooks, float32: float32)
                 report(r)
             default:
                 throw CLIError("unknown --path '\(path)'; use spectral or codec")
@@ -137,17 +149,13 @@ struct Separate: ParsableCommand {
         }
     }
 
-    /// The codec and masker of the codec path (defaults: the embedded files).
-    func openCodecPath() throws -> (CodecHandle, MaskerHandle) {
-        let codecHandle = try openCodec(codec)
-        let maskerHandle = try masker.map { path throws(PipelineError) in try MaskerHandle.open(path) } ?? MaskerHandle.openDefault()
-        return (codecHandle, maskerHandle)
-    }
-
     func separateCodes(_ codes: String, _ list: [Prompt]) throws {
         guard FileManager.default.fileExists(atPath: codes) else { throw CLIError("codes file not found: \(codes)") }
         if path != "spectral" && path != "codec" { throw CLIError("unknown --path '\(path)'; use spectral or codec") }
-        let (codecHandle, maskerHandle) = try openCodecPath()
+        if codecPath.codebooks != nil {
+            throw CLIError("--codebooks applies to audio input (--path codec); a codes file keeps its own codebook count")
+        }
+        let (codecHandle, maskerHandle) = try codecPath.open()
         let dir = output ?? ((codes as NSString).lastPathComponent as NSString).deletingPathExtension
         let r = try CodesSeparation.separateFile(input: codes, outputDirectory: dir, prompts: list, codec: codecHandle,
                                                  masker: maskerHandle, decode: decode, float32: float32)
@@ -442,14 +450,7 @@ struct Eval: ParsableCommand {
     @Option(help: "TUSS model (default: the embedded model).")
     var model: String?
 
-    @Option(help: "Codec for --path codec/both (default: the embedded codec).")
-    var codec: String?
-
-    @Option(help: "Codec-path masker for --path codec/both (default: Models/codec-masker/model.safetensors).")
-    var masker: String?
-
-    @Option(help: "Codebooks to encode with on the codec path (default: all).")
-    var codebooks: Int?
+    @OptionGroup var codecPath: CodecPathOptions
 
     @Option(help: "Only these tasks (comma-separated, e.g. se,ss).")
     var tasks: String?
@@ -480,9 +481,8 @@ struct Eval: ParsableCommand {
             }
             var codecSeparator: CodecPathSeparator?
             if path != "spectral" {
-                let codecHandle = try openCodec(codec)
-                let maskerHandle = try masker.map { p throws(PipelineError) in try MaskerHandle.open(p) } ?? MaskerHandle.openDefault()
-                codecSeparator = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: codebooks)
+                let (codecHandle, maskerHandle) = try codecPath.open()
+                codecSeparator = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: codecPath.codebooks)
             }
             var spectralScores: [EvaluationScore] = [], codecScores: [EvaluationScore] = []
             if path != "codec" {

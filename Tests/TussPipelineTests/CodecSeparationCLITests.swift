@@ -153,6 +153,10 @@ final class CodecSeparationCLITests: XCTestCase {
         try fails(["separate", "--codes", text, "--codec", codec, "--masker", masker, "-o", out, "--prompts", "speech"], "\(text): \(notCodes)")
         try fails(["separate", "--codes", path("missing.bin"), "--codec", codec, "--masker", masker, "--prompts", "speech"],
                   "codes file not found: \(path("missing.bin"))")
+        try fails(base + ["--prompts", "speech", "--codebooks", "2"],
+                  "--codebooks applies to audio input (--path codec); a codes file keeps its own codebook count")
+        try fails(["separate", mixture, "--path", "codec", "--codec", codec, "--masker", masker, "--prompts", "speech", "--codebooks", "0"],
+                  "--codebooks must be at least 1")
         try fails(["separate", mixture, "--codes", codes, "--prompts", "speech"], "give an input audio file or --codes FILE, not both")
         try fails(["separate", "--prompts", "speech"], "give an input audio file, or --codes FILE to separate a codes file")
         try fails(["separate", mixture, "--path", "latent", "--prompts", "speech"], "unknown --path 'latent'; use spectral or codec")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import random
 import signal
 import sys
@@ -45,8 +44,8 @@ if str(TRAINING) not in sys.path:
 
 from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
 from masker.model import PROMPTS, LatentMasker, canonical, default_config, export  # noqa: E402
-from tuss.train import (atomic_save, get_item, lr_at, make_sampler, pit_snr_loss, prompt_dropout,  # noqa: E402
-                        rng_state, set_rng_state, si_sdr, wait_for_index)
+from tuss.train import (advance, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
+                        prompt_dropout, rng_state, set_rng_state, si_sdr, wait_for_index)
 
 DEFAULT_CODEC = REPO / "Codecs" / "dac-small-16k" / "codec.safetensors"
 DEFAULT_EXPORT = REPO / "Models" / "codec-masker" / "model.safetensors"
@@ -259,18 +258,10 @@ def main(argv=None):
             loss, _ = masker_loss(model(z_mix, prompts), target, z_mix, prompts, args.l1_weight)
             (loss * len(grp) / len(items)).backward()
             total += float(loss.detach()) * len(grp) / len(items)
-        if math.isfinite(total):
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            opt.step()
+        if apply_step(model, opt, total, args.clip, step):
             loss_acc += total
             loss_n += 1
-        else:
-            print(f"step {step}: non-finite loss, skipped", flush=True)
-        now = time.time()
-        state["wall_s"] += now - t_last
-        t_last = now
-        state["step"] += 1
-        state["audio_seconds"] += sum(m.shape[-1] for m, _, _ in items) / args.sample_rate
+        t_last = advance(state, items, args.sample_rate, t_last)
         if state["step"] % 20 == 0:
             print(f"step {state['step']} loss {loss_acc / max(1, loss_n):.3f} "
                   f"({state['wall_s'] / state['step']:.2f} s/step)", flush=True)
