@@ -115,7 +115,7 @@ public enum CodesSeparation {
             let config = codec.codec.config
             guard header.sampleRate == config.sampleRate, header.hopLength == config.hopLength,
                   header.codebookSize == config.codebookSize, header.codebooks <= config.codebooks else {
-                throw PipelineError.badInput("\(input): codes (\(header.sampleRate) Hz, hop \(header.hopLength), \(header.codebooks) × \(header.codebookSize)) do not fit codec \(codec.path)")
+                throw PipelineError.badInput("\(input): codes have \(header.codebooks) codebooks × \(header.codebookSize) at \(header.sampleRate) Hz / hop \(header.hopLength); codec \(codec.path) has \(config.codebooks) × \(config.codebookSize) at \(config.sampleRate) Hz / hop \(config.hopLength): pass the codec that encoded them with --codec")
             }
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
             let names = Prompt.outputNames(for: prompts)

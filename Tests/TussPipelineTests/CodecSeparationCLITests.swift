@@ -86,6 +86,18 @@ final class CodecSeparationCLITests: XCTestCase {
         XCTAssertEqual(try AudioFileReader(path: again).readAll(), try AudioFileReader(path: "\(out)/speech.wav").readAll())
     }
 
+    func testEmptyCodesStream() throws {
+        let empty = try writeAudio([[Float]()], rate: 16000, to: path("empty.wav"))
+        let bin = path("empty.bin")
+        XCTAssertEqual(try runTool(["encode", empty, "-o", bin, "--codec", codec, "--quiet"]).status, 0)
+        let out = path("empty-sep")
+        let r = try runTool(["separate", "--codes", bin, "--prompts", "speech,sfx", "--codec", codec, "--masker", masker,
+                             "-o", out, "--decode", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertEqual(try CodesReader(path: "\(out)/speech.bin").header.frames, 0)
+        XCTAssertEqual(try AudioFileReader(path: "\(out)/sfx.wav").info.frames, 0)
+    }
+
     func testAudioThroughTheCodecPath() throws {
         let out = path("codec-path")
         let r = try runTool(["separate", mixture, "--path", "codec", "--prompts", "vocals,other", "--codec", codec,
@@ -146,6 +158,16 @@ final class CodecSeparationCLITests: XCTestCase {
         try fails(["separate", "--codes", corrupt, "--codec", codec, "--masker", masker, "-o", corruptOut, "--prompts", "speech,sfx"],
                   "\(corrupt): \(expected)")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: corruptOut), [], "no partial outputs")
+        // Codes that claim this codec but more codebooks than it has.
+        let handle = try CodecHandle.open(codec)
+        let tooWide = path("too-wide.bin")
+        let writer = try CodesWriter(path: tooWide, header: CodesHeader(
+            codec: handle.identity, sampleRate: 16000, hopLength: 320, codebooks: 5, codebookSize: 64, originalLength: 640,
+            originalSampleRate: 16000, channels: 1))
+        try writer.write(CodesChunk(channel: 0, firstFrame: 0, codes: [[Int32]](repeating: [1, 2], count: 5)))
+        try writer.finish()
+        try fails(["separate", "--codes", tooWide, "--codec", codec, "--masker", masker, "-o", out, "--prompts", "speech"],
+                  "\(tooWide): codes have 5 codebooks × 64 at 16000 Hz / hop 320; codec \(codec) has 4 × 64 at 16000 Hz / hop 320: pass the codec that encoded them with --codec")
         let text = path("notes.bin")
         try Data("hello, not codes".utf8).write(to: URL(fileURLWithPath: text))
         let notCodes: String
