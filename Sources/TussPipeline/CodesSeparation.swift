@@ -5,7 +5,9 @@ import TussTensor
 
 /// A latent masker ready to use, with the file it came from.
 public struct MaskerHandle: Sendable {
+    /// The loaded model.
     public let masker: LatentMasker
+    /// The file it was read from (named in error messages).
     public let path: String
 
     /// Opens a masker file (`tuss-codec.kind` = `masker`).
@@ -43,6 +45,7 @@ public struct MaskerHandle: Sendable {
 /// Each push dequantizes the codes, masks the latent once per prompt (lookahead 0, so every frame comes back at
 /// once) and quantizes every masked latent with as many codebooks as the input has.
 public struct CodesSeparator: Sendable {
+    /// The prompts, in output order.
     public let prompts: [Prompt]
     let quantizer: ResidualVectorQuantizer
     var stream: LatentMaskerStream
@@ -87,6 +90,7 @@ public struct CodesSeparationReport: Sendable {
     public var frames: Int64
     /// Duration of the original audio.
     public var seconds: Double
+    /// Time the separation took.
     public var wallSeconds: Double
 }
 
@@ -184,7 +188,9 @@ public enum CodesSeparation {
 /// The codec path on in-memory audio (evaluation): per channel, resample to the codec rate, encode, separate the
 /// codes, decode every prompt's codes, resample back and cut to the input length.
 public struct CodecPathSeparator: Sendable {
+    /// The codec that encodes the mixture and decodes every output.
     public let codec: CodecHandle
+    /// The masker trained for that codec.
     public let masker: MaskerHandle
     /// Codebooks to encode with (nil: all of the codec's).
     public let codebooks: Int?
