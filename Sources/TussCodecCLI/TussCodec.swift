@@ -116,7 +116,7 @@ struct Separate: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
-    @Flag(help: "Also write DIR/spectrograms.png: the mixture and every output, stacked and labelled.")
+    @Flag(help: "Also write DIR/spectrograms.png: the mixture and every output, stacked and labelled (codes input: with --decode).")
     var plot = false
 
     @OptionGroup var compute: ComputeOptions
@@ -140,9 +140,11 @@ struct Separate: ParsableCommand {
                 try separateSpectral(input, list, dir)
             case "codec":
                 let (codecHandle, maskerHandle) = try codecPath.open()
+                for w in Prompt.warnings(for: list) { printError(w) }
                 let r = try CodesSeparation.separateAudioFile(input: input, outputDirectory: dir, prompts: list, codec: codecHandle,
                                                               masker: maskerHandle, codebooks: codecPath.codebooks, float32: float32)
                 report(r)
+                try writePlot(dir, mixture: input, outputs: r.audio, prompts: list)
             default:
                 throw CLIError("unknown --path '\(path)'; use spectral or codec")
             }
@@ -155,11 +157,24 @@ struct Separate: ParsableCommand {
         if codecPath.codebooks != nil {
             throw CLIError("--codebooks applies to audio input (--path codec); a codes file keeps its own codebook count")
         }
+        if plot && !decode { throw CLIError("--plot needs audio outputs: add --decode") }
         let (codecHandle, maskerHandle) = try codecPath.open()
+        for w in Prompt.warnings(for: list) { printError(w) }
         let dir = output ?? ((codes as NSString).lastPathComponent as NSString).deletingPathExtension
         let r = try CodesSeparation.separateFile(input: codes, outputDirectory: dir, prompts: list, codec: codecHandle,
                                                  masker: maskerHandle, decode: decode, float32: float32)
         report(r)
+        try writePlot(dir, mixture: nil, outputs: r.audio, prompts: list)
+    }
+
+    /// With `--plot`, writes and prints `DIR/spectrograms.png`: the mixture (when there is audio of it) and the outputs.
+    func writePlot(_ dir: String, mixture: String?, outputs: [String], prompts list: [Prompt]) throws {
+        guard plot else { return }
+        let png = (dir as NSString).appendingPathComponent("spectrograms.png")
+        let files = (mixture.map { [$0] } ?? []) + outputs
+        let labels = (mixture == nil ? [] : ["mixture"]) + Prompt.outputNames(for: list)
+        try SpectrogramPlot.plotFiles(files, labels: labels, output: png)
+        print(png)
     }
 
     func report(_ r: CodesSeparationReport) {
@@ -185,12 +200,7 @@ struct Separate: ParsableCommand {
             print(path)
             if clipped > 0 { printError("warning: \(clipped) samples clipped in \(path); use --float to keep them") }
         }
-        if plot {
-            let png = (dir as NSString).appendingPathComponent("spectrograms.png")
-            let names = ["mixture"] + Prompt.outputNames(for: list)
-            try SpectrogramPlot.plotFiles([input] + report.outputs, labels: names, output: png)
-            print(png)
-        }
+        try writePlot(dir, mixture: input, outputs: report.outputs, prompts: list)
         if !quiet {
             printError(String(format: "separated %.1f s of audio in %.1f s (%.2fx real time)",
                               report.inputSeconds, report.wallSeconds, report.inputSeconds / max(report.wallSeconds, 1e-9)))

@@ -106,6 +106,13 @@ final class CodecSeparationCLITests: XCTestCase {
         XCTAssertEqual(r.out.split(separator: "\n").map(String.init), ["vocals.bin", "other.bin", "vocals.wav", "other.wav"].map { "\(out)/\($0)" })
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out).sorted(), ["other.bin", "other.wav", "vocals.bin", "vocals.wav"],
                        "the temporary mixture codes are removed")
+        // Odd combinations warn as on the spectral path; --plot draws the mixture and the outputs.
+        let plotted = try runTool(["separate", mixture, "--path", "codec", "--prompts", "sfx,sfx-mix", "--codec", codec,
+                                   "--masker", masker, "-o", out, "--quiet", "--plot", "--float"])
+        XCTAssertEqual(plotted.status, 0, plotted.err)
+        XCTAssertEqual(plotted.err, "warning: 'sfx' with 'sfx-mix' was never seen in training; results may be poor\n")
+        XCTAssertEqual(plotted.out.split(separator: "\n").last.map(String.init), "\(out)/spectrograms.png")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/spectrograms.png"))
         let info = try AudioFileReader(path: "\(out)/vocals.wav").info
         XCTAssertEqual([info.sampleRate, info.channels, Int(info.frames)], [44100, 2, Int(1.3 * 44100)])
     }
@@ -179,6 +186,7 @@ final class CodecSeparationCLITests: XCTestCase {
                   "--codebooks applies to audio input (--path codec); a codes file keeps its own codebook count")
         try fails(["separate", mixture, "--path", "codec", "--codec", codec, "--masker", masker, "--prompts", "speech", "--codebooks", "0"],
                   "--codebooks must be at least 1")
+        try fails(base + ["--prompts", "speech", "--plot"], "--plot needs audio outputs: add --decode")
         try fails(["separate", mixture, "--codes", codes, "--prompts", "speech"], "give an input audio file or --codes FILE, not both")
         try fails(["separate", "--prompts", "speech"], "give an input audio file, or --codes FILE to separate a codes file")
         try fails(["separate", mixture, "--path", "latent", "--prompts", "speech"], "unknown --path 'latent'; use spectral or codec")
