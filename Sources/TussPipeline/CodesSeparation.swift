@@ -67,9 +67,12 @@ public struct CodesSeparator: Sendable {
     public var position: Int { stream.position }
 
     /// Codes `[codebook][frame]` in (at most the codec's codebooks are used) → per prompt `[codebook][frame]`.
+    ///
+    /// Rows must have equal lengths, as every `CodesChunk` from a reader or parser has.
     public mutating func push(_ codes: [[Int32]]) -> [[[Int32]]] {
         let books = min(codes.count, quantizer.codebookCount)
         let frames = codes.first?.count ?? 0
+        precondition(codes.allSatisfy { $0.count == frames }, "CodesSeparator: codebook rows of different lengths")
         guard books > 0, frames > 0 else {
             return [[[Int32]]](repeating: [[Int32]](repeating: [], count: books), count: prompts.count)
         }

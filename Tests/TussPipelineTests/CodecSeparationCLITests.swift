@@ -194,17 +194,21 @@ final class CodecSeparationCLITests: XCTestCase {
     }
 
     func testEvalOnTheCodecPathNextToTheSpectralPath() throws {
-        let sub = path("ss/0")
-        try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
-        let s = testSignal(seconds: 0.8, rate: 16000, channels: 1)
-        let n = s.map { $0.reversed().map { $0 * 0.3 } }
-        _ = try writeAudio(s, rate: 16000, to: sub + "/speech.wav")
-        _ = try writeAudio(n, rate: 16000, to: sub + "/sfx-mix.wav")
-        _ = try writeAudio(zip(s, n).map { zip($0, $1).map { $0 + $1 } }, rate: 16000, to: sub + "/mixture.wav")
+        // A mono 16 kHz item and a stereo 44.1 kHz one: the codec path resamples each channel to the codec and back.
+        var items: [[String: Any]] = []
+        for (k, (rate, channels)) in [(16000, 1), (44100, 2)].enumerated() {
+            let sub = path("ss/\(k)")
+            try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+            let s = testSignal(seconds: 0.8, rate: rate, channels: channels)
+            let n = s.map { $0.reversed().map { $0 * 0.3 } }
+            _ = try writeAudio(s, rate: rate, to: sub + "/speech.wav")
+            _ = try writeAudio(n, rate: rate, to: sub + "/sfx-mix.wav")
+            _ = try writeAudio(zip(s, n).map { zip($0, $1).map { $0 + $1 } }, rate: rate, to: sub + "/mixture.wav")
+            items.append(["task": "se", "item": "\(k)", "sample_rate": rate, "mixture": "ss/\(k)/mixture.wav",
+                          "prompts": ["speech", "sfx-mix"], "references": ["ss/\(k)/speech.wav", "ss/\(k)/sfx-mix.wav"]])
+        }
         let manifest = path("manifest.json")
-        try JSONSerialization.data(withJSONObject: [["task": "se", "item": "0", "sample_rate": 16000, "mixture": "ss/0/mixture.wav",
-                                                     "prompts": ["speech", "sfx-mix"], "references": ["ss/0/speech.wav", "ss/0/sfx-mix.wav"]]])
-            .write(to: URL(fileURLWithPath: manifest))
+        try JSONSerialization.data(withJSONObject: items).write(to: URL(fileURLWithPath: manifest))
         let json = path("scores.json")
         let r = try runTool(["eval", "--manifest", manifest, "--path", "both", "--model", try smallModelPath(), "--codec", codec,
                              "--masker", masker, "--json", json, "--quiet"])
@@ -213,8 +217,8 @@ final class CodecSeparationCLITests: XCTestCase {
         let rows = r.out.split(separator: "\n").filter { $0.hasPrefix("se     speech") }
         XCTAssertEqual(rows.count, 3, "spectral table, codec table, comparison: \(r.out)")
         let scores = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]] ?? []
-        XCTAssertEqual(scores.compactMap { $0["path"] as? String }, ["spectral", "spectral", "codec", "codec"])
-        XCTAssertEqual(scores.filter { $0["si_sdr_improvement"] is Double }.count, 4)
+        XCTAssertEqual(scores.compactMap { $0["path"] as? String }, ["spectral", "spectral", "spectral", "spectral", "codec", "codec", "codec", "codec"])
+        XCTAssertEqual(scores.filter { $0["si_sdr_improvement"] is Double }.count, 8)
         let codecOnly = try runTool(["eval", "--manifest", manifest, "--path", "codec", "--codec", codec, "--masker", masker, "--quiet"])
         XCTAssertEqual(codecOnly.status, 0, codecOnly.err)
         XCTAssertTrue(codecOnly.out.contains("se     sfx-mix"), codecOnly.out)
