@@ -147,6 +147,10 @@ class VectorQuantize(nn.Module):
         self.in_proj = WNConv1d(input_dim, codebook_dim, 1)
         self.out_proj = WNConv1d(codebook_dim, input_dim, 1)
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
+        # Training-only switch (not part of the state dict): compute the commitment and codebook losses between
+        # L2-normalised vectors, the space the lookup works in. With raw vectors the encoder's outputs outgrew the
+        # codebook on CPU-sized batches and every lookup collapsed onto one entry.
+        self.normalized_losses = False
 
     def lookup(self, z_e):
         """z_e (B, d, T) -> codes (B, T) by max cosine similarity."""
@@ -162,8 +166,9 @@ class VectorQuantize(nn.Module):
         z_e = self.in_proj(z)
         codes = self.lookup(z_e)
         z_q = self.decode_code(codes)
-        commitment = F.mse_loss(z_e, z_q.detach(), reduction="none").mean([1, 2])
-        codebook_loss = F.mse_loss(z_q, z_e.detach(), reduction="none").mean([1, 2])
+        a, b = (F.normalize(z_e, dim=1), F.normalize(z_q, dim=1)) if self.normalized_losses else (z_e, z_q)
+        commitment = F.mse_loss(a, b.detach(), reduction="none").mean([1, 2])
+        codebook_loss = F.mse_loss(b, a.detach(), reduction="none").mean([1, 2])
         z_q = z_e + (z_q - z_e).detach()  # straight-through
         return self.out_proj(z_q), commitment, codebook_loss, codes, z_e
 
