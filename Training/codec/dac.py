@@ -147,9 +147,9 @@ class VectorQuantize(nn.Module):
         self.in_proj = WNConv1d(input_dim, codebook_dim, 1)
         self.out_proj = WNConv1d(codebook_dim, input_dim, 1)
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
-        # Training-only switch (not part of the state dict): compute the commitment and codebook losses between
-        # L2-normalised vectors, the space the lookup works in. With raw vectors the encoder's outputs outgrew the
-        # codebook on CPU-sized batches and every lookup collapsed onto one entry.
+        # Training-only switch (not part of the state dict, off by default as in DAC): compute the commitment and
+        # codebook losses between L2-normalised vectors, the space the lookup works in. Tried against codebook
+        # collapse; the cause there was the bias initialisation (train_codec.zero_biases), not these losses.
         self.normalized_losses = False
 
     def lookup(self, z_e):
