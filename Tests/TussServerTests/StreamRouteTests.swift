@@ -1,0 +1,138 @@
+import Foundation
+import TussAudio
+import TussModels
+import TussPipeline
+import XCTest
+@testable import TussServer
+
+/// `GET /v1/stream` over loopback: the edge client end to end, and every stream error path.
+final class StreamRouteTests: XCTestCase {
+    /// The edge client's stream gives the same separated codes as the batch route, with every frame, in order.
+    func testEdgeClientStreamMatchesBatch() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try tinyCodec()
+        let server = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()),
+                                          limits: ServerLimits())
+        let rate = 16000
+        let input = try writeWAV(signal(seconds: 1.3, rate: rate, channels: 1), rate: rate, to: (dir as NSString).appendingPathComponent("talk.wav"))
+        let bin = (dir as NSString).appendingPathComponent("talk.bin")
+        _ = try CodecPipeline.encodeFile(input: input, output: bin, codec: codec, codebooks: nil)
+        let offline = try Data(contentsOf: URL(fileURLWithPath: bin))
+        let (report, batch) = try await withServer(server) { port in
+            var options = EdgeStreamOptions(input: input, server: "ws://127.0.0.1:\(port)", prompts: ["speech", "sfx-mix"],
+                                            outputDirectory: (dir as NSString).appendingPathComponent("out"))
+            options.chunkSeconds = 0.1
+            let report = try await EdgeStreamClient.run(options, codec: codec)
+            return (report, try await post(port, "/v1/separate?prompts=speech,sfx-mix", body: offline))
+        }
+        let frames = try CodesReader(data: offline).readAll()[0][0].count
+        XCTAssertEqual(report.framesSent, Int64(frames))
+        XCTAssertEqual(report.framesReceived, [Int64(frames), Int64(frames)])
+        XCTAssertEqual(report.latenciesMs.count, frames)
+        XCTAssertGreaterThan(report.upKbps, 0)
+        XCTAssertGreaterThan(report.downKbps, report.upKbps)  // two outputs come back for one input
+        let container = try StemContainer.decode(batch.body)
+        for (path, entry) in zip(report.codesFiles, container.entries) {
+            XCTAssertEqual(try CodesReader(path: path).readAll(), try CodesReader(data: entry.data).readAll(), path)
+        }
+        XCTAssertEqual(report.audioFiles.count, 2)
+        XCTAssertEqual(try AudioFileReader(path: report.audioFiles[0]).info.frames, Int64(1.3 * Double(rate)))
+    }
+
+    /// The opus transport: the server decodes the segments, encodes and separates; every frame comes back.
+    func testOpusTransport() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try tinyCodec()
+        let server = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()),
+                                          limits: ServerLimits())
+        let rate = 48000
+        let input = try writeWAV(signal(seconds: 1.0, rate: rate, channels: 1), rate: rate, to: (dir as NSString).appendingPathComponent("mic.wav"))
+        let report = try await withServer(server) { port in
+            var options = EdgeStreamOptions(input: input, server: "ws://127.0.0.1:\(port)", prompts: ["speech"],
+                                            outputDirectory: (dir as NSString).appendingPathComponent("out"))
+            options.transport = .opus
+            options.chunkSeconds = 0.25
+            return try await EdgeStreamClient.run(options, codec: codec)
+        }
+        let hop = codec.codec.config.hopLength
+        XCTAssertEqual(report.framesReceived, [Int64((16000 + hop - 1) / hop)])
+        XCTAssertEqual(try AudioFileReader(path: report.audioFiles[0]).info.frames, Int64(rate))
+        XCTAssertLessThan(report.upKbps, 40)  // 16 kbps Opus plus segment headers
+    }
+
+    func testStreamErrorPaths() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try tinyCodec()
+        let limits = ServerLimits(maxPrompts: 2, maxStreams: 1, idleSeconds: 0.5, maxMessageBytes: 4096)
+        let server = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()), limits: limits)
+        let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir)
+        let header = try CodesReader(data: codes).header
+        let headerBytes = try CodesFraming.header(header)
+        var foreign = header
+        foreign.codec = CodecIdentity(name: "elsewhere", weightsHash: [UInt8](repeating: 1, count: 32))
+        let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
+        try await withServer(server) { port in
+            func expect(_ messages: [StreamReply], kind: String, close: Int, _ line: UInt = #line) async throws {
+                let c = try await converse(port, messages)
+                XCTAssertEqual(c.closeCode, close, "\(c.texts)", line: line)
+                XCTAssertTrue(c.texts.last?.contains("\"kind\":\"\(kind)\"") ?? false, "\(c.texts)", line: line)
+            }
+            try await expect([.binary(headerBytes)], kind: "bad_request", close: 4400)                  // data before start
+            try await expect([.text("{not json")], kind: "bad_request", close: 4400)
+            try await expect([.text(#"{"type":"start","prompts":["kazoo"],"transport":"codes"}"#)], kind: "bad_request", close: 4400)
+            try await expect([.text(#"{"type":"start","prompts":["speech","sfx","drums"],"transport":"codes"}"#)], kind: "bad_request", close: 4400)
+            try await expect([start, start], kind: "bad_request", close: 4400)
+            try await expect([start, .binary(try CodesFraming.header(foreign))], kind: "wrong_codec", close: 4422)
+            try await expect([start, .binary(Data("GARBAGE!".utf8))], kind: "bad_request", close: 4400)
+            try await expect([.text(#"{"type":"start","prompts":["speech"],"transport":"opus"}"#)], kind: "bad_request", close: 4400)
+            try await expect([.text(#"{"type":"start","prompts":["speech"],"transport":"opus","sample_rate":16000,"channels":1,"length":100}"#),
+                              .binary(Data("OggS not really".utf8))], kind: "bad_request", close: 4400)
+            try await expect([start, .binary(headerBytes)], kind: "idle_timeout", close: 4408)         // then silence
+            // A message over the limit is refused by the WebSocket layer: 1009.
+            let big = try await converse(port, [start, .binary(Data(repeating: 0, count: 10_000))])
+            XCTAssertEqual(big.closeCode, 1009)
+            // Too many streams: one is held open, the next is refused.
+            async let held = converse(port, [start, .binary(headerBytes)])
+            try await Task.sleep(for: .milliseconds(150))
+            try await expect([start], kind: "busy", close: 4429)
+            _ = try await held
+            // A client that goes away mid-stream leaves a truncated stream behind.
+            _ = try await converse(port, [start, .binary(headerBytes)], closeAfterSending: true)
+            try await Task.sleep(for: .milliseconds(200))
+            let metrics = try await get(port, "/metrics")
+            XCTAssertTrue(metrics.text.contains("tuss_errors_total{kind=\"truncated\"}"), metrics.text)
+            XCTAssertTrue(metrics.text.contains("tuss_errors_total{kind=\"busy\"} 1"), metrics.text)
+            XCTAssertTrue(metrics.text.contains("tuss_active_streams 0"), metrics.text)
+            // Still serving.
+            let good = try await converse(port, [start, .binary(codes)])
+            XCTAssertEqual(good.closeCode, 1000)
+            XCTAssertTrue(good.texts.last?.contains("\"type\":\"done\"") ?? false, "\(good.texts)")
+        }
+    }
+
+    /// SIGTERM-style graceful shutdown lets an open stream finish and refuses new ones meanwhile.
+    func testDrainFinishesOpenStreams() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try tinyCodec()
+        let server = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()),
+                                          limits: ServerLimits(idleSeconds: 5), drainSeconds: 5)
+        let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir)
+        let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
+        let split = codes.count / 2
+        try await withServer(server) { port in
+            // The stream sends half, waits while the server starts draining, then sends the rest.
+            async let open = converse(port, [start, .binary(codes.prefix(split))], linger: 0.6, later: [.binary(codes.suffix(from: split))])
+            try await Task.sleep(for: .milliseconds(200))
+            async let drained: Void = server.drain()
+            try await Task.sleep(for: .milliseconds(100))
+            let refused = try await converse(port, [start])
+            XCTAssertEqual(refused.closeCode, 4503)
+            XCTAssertTrue((try await get(port, "/healthz")).text.contains("draining"))
+            let finished = try await open
+            XCTAssertEqual(finished.closeCode, 1000, "\(finished.texts)")
+            XCTAssertTrue(finished.texts.last?.contains("\"type\":\"done\"") ?? false)
+            await drained
+            XCTAssertEqual(server.activeStreams, 0)
+        }
+    }
+}
