@@ -59,4 +59,19 @@ public enum ModelCost {
         dec += l * ch * 7
         return (enc, dec)
     }
+
+    /// MACs of the latent masker for `frames` frames: the shared part (input projection and joint layers) and the
+    /// part every prompt adds (FiLM layers and mask head). Each frame attends to at most `window` frames (plus the
+    /// N+1 prompt tokens in the joint layers); the constant prompt-token work is left out.
+    public static func masker(_ c: LatentMaskerConfig, frames: Int, prompts: Int) -> (shared: Double, perPrompt: Double) {
+        let d = Double(c.modelDim), f = Double(c.ffnDim), t = Double(frames)
+        // Keys seen per frame, summed over the stream: the window fills up over the first W frames.
+        let w = Double(c.window)
+        let keys = frames >= c.window ? (t - w) * w + w * (w + 1) / 2 : t * (t + 1) / 2
+        let dense = t * (4 * d * d + 2 * d * f)
+        let joint = Double(c.jointLayers) * (dense + 2 * d * (keys + t * Double(prompts + 1)))
+        let shared = t * Double(c.latentDim) * d + joint
+        let perPrompt = Double(c.filmLayers) * (dense + 2 * d * keys) + t * d * Double(c.latentDim)
+        return (shared, perPrompt)
+    }
 }

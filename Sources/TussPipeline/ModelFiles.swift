@@ -121,6 +121,17 @@ public struct ModelFile: Sendable {
         }
     }
 
+    /// Builds the latent masker this file holds.
+    public func latentMasker() throws(PipelineError) -> LatentMasker {
+        guard kind == .masker else { throw .wrongKind("\(path) is not a codec-path masker (it holds \(kind?.rawValue ?? "unknown weights"))") }
+        guard let config else { throw .badInput("\(path) has no masker configuration (safetensors metadata 'tuss-codec.config')") }
+        do {
+            return try LatentMasker(config: LatentMaskerConfig(json: config), weights: weights)
+        } catch {
+            throw .badInput("\(path): \(error)")
+        }
+    }
+
     /// A digest of the tensors (names, shapes and values, in name order): equal for a `.pth` and its conversion.
     public func weightsDigest() throws(PipelineError) -> [UInt8] {
         var hasher = SHA256()
@@ -150,6 +161,8 @@ public enum DefaultModels {
     public static let separator = "Models/tuss-small/model.safetensors"
     /// The default codec, relative to the project root.
     public static let codec = "Codecs/dac-small-16k/codec.safetensors"
+    /// The default codec-path masker, relative to the project root.
+    public static let masker = "Models/codec-masker/model.safetensors"
 
     /// The project root: `$TUSS_CODEC_HOME`, else the first folder above the executable holding `Models/`.
     public static func root() -> String? {

@@ -1,0 +1,189 @@
+import TussTensor
+
+/// Streaming state of a `LatentMasker` for one prompt list: per-layer key/value caches of the last W−1 frames,
+/// the constant prompt keys/values, and the FiLM parameters of every prompt.
+///
+/// Lookahead is 0: each pushed frame comes back masked at once (algorithmic latency one codec frame), and any split
+/// of the input into pushes gives the offline result (up to float rounding).
+public struct LatentMaskerStream: Sendable {
+    let masker: LatentMasker
+    /// How many prompts (N); the prefix is N+1 tokens.
+    public let promptCount: Int
+    /// Frames pushed so far (the absolute position of the next frame).
+    public private(set) var position: Int = 0
+    /// Rows in every frame cache: min(W−1, position).
+    var cached = 0
+    /// Per joint layer: keys and values of the start and prompt tokens, `[N+1, 2D]` (`[k | v]` rows).
+    let prefixKV: [[Float]]
+    /// Per joint layer: cached frame keys and values, `[cached, 2D]` (keys rotated at their positions).
+    var jointCache: [[Float]]
+    /// Per prompt, per FiLM layer: cached frame keys and values.
+    var filmCache: [[[Float]]]
+    /// Per prompt: `filmLayers` blocks of `[γ | β]`, `2D` floats each.
+    let filmParameters: [[Float]]
+
+    /// - Parameter startPosition: the absolute index of the first frame (tests use it to check that results depend
+    ///   on relative positions only, hours into a stream).
+    init(masker: LatentMasker, prompts: [Prompt], startPosition: Int = 0) {
+        self.masker = masker
+        promptCount = prompts.count
+        position = startPosition
+        let c = masker.config, d = c.modelDim
+        let tokens = prompts.count + 1
+        var h = [Float](repeating: 0, count: tokens * d)
+        h.replaceSubrange(0..<d, with: masker.startToken)
+        for (n, p) in prompts.enumerated() {
+            let row = masker.promptRow(p)
+            for i in 0..<d { h[(n + 1) * d + i] = masker.promptEmbed[row * d + i] + masker.slotEmbed[n * d + i] }
+        }
+        var normed = [Float](repeating: 0, count: tokens * d)
+        var qkv = [Float](repeating: 0, count: tokens * 3 * d)
+        var mixed = [Float](repeating: 0, count: tokens * d)
+        var hidden = [Float](repeating: 0, count: tokens * c.ffnDim)
+        var prefixes: [[Float]] = []
+        h.withUnsafeMutableBufferPointer { hb in normed.withUnsafeMutableBufferPointer { nb in
+        qkv.withUnsafeMutableBufferPointer { qb in mixed.withUnsafeMutableBufferPointer { mb in
+        hidden.withUnsafeMutableBufferPointer { fb in
+            guard let hp = hb.baseAddress, let np = nb.baseAddress, let qp = qb.baseAddress,
+                  let mp = mb.baseAddress, let fp = fb.baseAddress else { return }
+            for layer in masker.joint {
+                layer.attnNorm.apply(hp, into: np, rows: tokens)
+                layer.qkv.apply(np, rows: tokens, into: qp)
+                var kv = [Float](repeating: 0, count: tokens * 2 * d)
+                for r in 0..<tokens {
+                    for i in 0..<(2 * d) { kv[r * 2 * d + i] = qp[r * 3 * d + d + i] }
+                }
+                prefixes.append(kv)
+                let q = UnsafePointer(qp)
+                WindowedAttention.dense(queries: .init(q, stride: 3 * d), count: tokens,
+                                        keys: .init(q + d, stride: 3 * d), values: .init(q + 2 * d, stride: 3 * d),
+                                        keyCount: tokens, heads: c.heads, headDim: c.headDim, output: mp, outputStride: d)
+                layer.out.apply(mp, rows: tokens, into: hp, accumulate: true)
+                layer.feedForward(hp, rows: tokens, normed: np, hidden: fp)
+            }
+            masker.jointNorm.apply(hp, into: np, rows: tokens)
+        } } } } }
+        prefixKV = prefixes
+        var films: [[Float]] = []
+        for n in 0..<prompts.count {
+            var params = [Float](repeating: 0, count: c.filmLayers * 2 * d)
+            normed.withUnsafeBufferPointer { nb in params.withUnsafeMutableBufferPointer { pb in
+                guard let np = nb.baseAddress, let pp = pb.baseAddress else { return }
+                for (l, f) in masker.film.enumerated() { f.apply(np + (n + 1) * d, rows: 1, into: pp + l * 2 * d) }
+            } }
+            films.append(params)
+        }
+        filmParameters = films
+        jointCache = [[Float]](repeating: [], count: c.jointLayers)
+        filmCache = [[[Float]]](repeating: [[Float]](repeating: [], count: c.filmLayers), count: prompts.count)
+    }
+
+    /// Scratch for one push of `rows` frames.
+    struct Scratch {
+        var normed: [Float]
+        var qkv: [Float]
+        var plainQueries: [Float]
+        var mixed: [Float]
+        var hidden: [Float]
+
+        init(rows: Int, dim: Int, ffn: Int) {
+            normed = [Float](repeating: 0, count: rows * dim)
+            qkv = [Float](repeating: 0, count: rows * 3 * dim)
+            plainQueries = normed
+            mixed = normed
+            hidden = [Float](repeating: 0, count: rows * ffn)
+        }
+    }
+
+    /// Runs one layer over `rows` new frames of `h` in place, extending and trimming its key/value cache.
+    static func frameLayer(_ layer: MaskerLayer, config c: LatentMaskerConfig, _ h: UnsafeMutablePointer<Float>,
+                           rows: Int, history: Int, cache: inout [Float], prefix: [Float], prefixCount: Int,
+                           rope: ExactRotaryTable, scratch s: inout Scratch) {
+        let d = c.modelDim
+        var kv = [Float](repeating: 0, count: (history + rows) * 2 * d)
+        kv.replaceSubrange(0..<(history * 2 * d), with: cache)
+        s.normed.withUnsafeMutableBufferPointer { nb in s.qkv.withUnsafeMutableBufferPointer { qb in
+        s.plainQueries.withUnsafeMutableBufferPointer { pb in s.mixed.withUnsafeMutableBufferPointer { mb in
+        s.hidden.withUnsafeMutableBufferPointer { fb in kv.withUnsafeMutableBufferPointer { kb in
+        prefix.withUnsafeBufferPointer { xb in
+            guard let np = nb.baseAddress, let qp = qb.baseAddress, let pp = pb.baseAddress, let mp = mb.baseAddress,
+                  let fp = fb.baseAddress, let kp = kb.baseAddress else { return }
+            layer.attnNorm.apply(h, into: np, rows: rows)
+            layer.qkv.apply(np, rows: rows, into: qp)
+            for r in 0..<rows { (pp + r * d).update(from: qp + r * 3 * d, count: d) }
+            rope.rotate(qp, rows: rows, stride: 3 * d, heads: c.heads)
+            rope.rotate(qp + d, rows: rows, stride: 3 * d, heads: c.heads)
+            for r in 0..<rows { (kp + (history + r) * 2 * d).update(from: qp + r * 3 * d + d, count: 2 * d) }
+            let keys = UnsafePointer(kp), q = UnsafePointer(qp)
+            let prefixBase = xb.baseAddress ?? keys
+            WindowedAttention.apply(
+                queries: .init(q, stride: 3 * d), plainQueries: .init(pp, stride: d), count: rows,
+                prefixKeys: .init(prefixBase, stride: 2 * d), prefixValues: .init(prefixBase + (prefixCount > 0 ? d : 0), stride: 2 * d),
+                prefixCount: prefixCount,
+                frameKeys: .init(keys, stride: 2 * d), frameValues: .init(keys + d, stride: 2 * d), history: history,
+                window: c.window, heads: c.heads, headDim: c.headDim, output: mp, outputStride: d)
+            layer.out.apply(mp, rows: rows, into: h, accumulate: true)
+            layer.feedForward(h, rows: rows, normed: np, hidden: fp)
+        } } } } } } }
+        let keep = min(c.window - 1, history + rows)
+        cache = Array(kv[((history + rows - keep) * 2 * d)...])
+    }
+
+    /// Feeds the next latent frames (C, t); returns one masked latent (C, t) per prompt (lookahead 0).
+    public mutating func push(_ latent: Tensor) -> [Tensor] {
+        let c = masker.config, d = c.modelDim, channels = c.latentDim
+        precondition(latent.rank == 2 && latent.shape[0] == channels,
+                     "LatentMaskerStream: latent \(latent.shape) is not (\(channels), frames)")
+        let rows = latent.shape[1], history = cached, masker = masker
+        guard rows > 0 else { return [Tensor](repeating: Tensor(zeros: [channels, 0]), count: promptCount) }
+        let frames = latent.transposed(0, 1)                   // [t, C]
+        var h = masker.inputProj(frames)                        // [t, D]
+        let rope = ExactRotaryTable(headDim: c.headDim, start: position, count: rows)
+        var scratch = Scratch(rows: rows, dim: d, ffn: c.ffnDim)
+        for (l, layer) in masker.joint.enumerated() {
+            h.data.withUnsafeMutableBufferPointer { hb in
+                guard let hp = hb.baseAddress else { return }
+                Self.frameLayer(layer, config: c, hp, rows: rows, history: history, cache: &jointCache[l],
+                                prefix: prefixKV[l], prefixCount: promptCount + 1, rope: rope, scratch: &scratch)
+            }
+        }
+        var shared = h
+        shared.data.withUnsafeMutableBufferPointer { sb in
+            guard let sp = sb.baseAddress else { return }
+            masker.jointNorm.apply(sp, into: sp, rows: rows)
+        }
+        var outputs: [Tensor] = []
+        var mask = Tensor(zeros: [rows, channels])
+        for n in 0..<promptCount {
+            var g = shared
+            let parameters = filmParameters[n]
+            for (l, layer) in masker.filmStage.enumerated() {
+                g.data.withUnsafeMutableBufferPointer { gb in parameters.withUnsafeBufferPointer { fb in
+                    guard let gp = gb.baseAddress, let fp = fb.baseAddress else { return }
+                    let gamma = fp + l * 2 * d, beta = gamma + d
+                    for r in 0..<rows {
+                        let row = gp + r * d
+                        for i in 0..<d { row[i] = row[i] * (1 + gamma[i]) + beta[i] }
+                    }
+                    Self.frameLayer(layer, config: c, gp, rows: rows, history: history, cache: &filmCache[n][l],
+                                    prefix: [], prefixCount: 0, rope: rope, scratch: &scratch)
+                } }
+            }
+            var out = Tensor(zeros: [channels, rows])
+            g.data.withUnsafeMutableBufferPointer { gb in mask.data.withUnsafeMutableBufferPointer { mb in
+            latent.data.withUnsafeBufferPointer { zb in out.data.withUnsafeMutableBufferPointer { ob in
+                guard let gp = gb.baseAddress, let mp = mb.baseAddress, let zp = zb.baseAddress, let op = ob.baseAddress else { return }
+                masker.outNorm.apply(gp, into: gp, rows: rows)
+                masker.maskHead.apply(gp, rows: rows, into: mp)
+                for ch in 0..<channels {
+                    let z = zp + ch * rows, o = op + ch * rows
+                    for t in 0..<rows { o[t] = z[t] * mp[t * channels + ch] }
+                }
+            } } } }
+            outputs.append(out)
+        }
+        position += rows
+        cached = min(c.window - 1, cached + rows)
+        return outputs
+    }
+}

@@ -1,0 +1,136 @@
+import XCTest
+@testable import TussModels
+import TussTensor
+import TussWeights
+
+/// A small masker configuration for tests (short window so short inputs cross it).
+func smallMaskerConfig(latent: Int = 16, window: Int = 5) -> LatentMaskerConfig {
+    LatentMaskerConfig(latentDim: latent, modelDim: 16, heads: 2, ffnDim: 24, jointLayers: 2, filmLayers: 2,
+                       window: window, prompts: Prompt.all.map(\.name), maxPrompts: 8,
+                       codecName: "test", codecHash: String(repeating: "ab", count: 32))
+}
+
+/// A deterministic latent (C, T).
+func testLatent(channels: Int, frames: Int, seed: UInt64 = 3) -> Tensor {
+    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    return Tensor(shape: [channels, frames], data: (0..<(channels * frames)).map { _ in
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        return Float(state >> 40) / Float(1 << 24) * 2 - 1
+    })
+}
+
+/// Frames `lo..<hi` of a (C, T) tensor.
+func columns(_ x: Tensor, _ lo: Int, _ hi: Int) -> Tensor {
+    let c = x.shape[0], t = x.shape[1]
+    var out: [Float] = []
+    for ch in 0..<c { out += x.data[(ch * t + lo)..<(ch * t + hi)] }
+    return Tensor(shape: [c, hi - lo], data: out)
+}
+
+final class LatentMaskerTests: XCTestCase {
+    override func setUp() { ComputeThreads.configure(1) }
+
+    func testStreamingInChunksEqualsOffline() throws {
+        let masker = try LatentMasker(randomWeightsFor: smallMaskerConfig())
+        let prompts = try Prompt.parseList("speech,sfx-mix,speech")
+        let z = testLatent(channels: 16, frames: 300)
+        let offline = masker.separate(z, prompts: prompts)
+        XCTAssertEqual(offline.count, 3)
+        XCTAssertEqual(offline[0].shape, [16, 300])
+        var stream = masker.makeStream(prompts: prompts)
+        var pieces = [[Tensor]](repeating: [], count: 3)
+        var start = 0
+        for size in [1, 1, 3, 7, 2, 50, 1, 200, 35] {
+            let out = stream.push(columns(z, start, start + size))
+            for p in 0..<3 { pieces[p].append(out[p]) }
+            start += size
+        }
+        XCTAssertEqual(start, 300)
+        for p in 0..<3 {
+            var joined = Tensor(zeros: [16, 300])
+            var at = 0
+            for piece in pieces[p] {
+                let n = piece.shape[1]
+                for ch in 0..<16 { for t in 0..<n { joined.data[ch * 300 + at + t] = piece.data[ch * n + t] } }
+                at += n
+            }
+            XCTAssertLessThan(relativeL2(joined.data, offline[p].data), 1e-5, "prompt \(p)")
+        }
+    }
+
+    func testCausalFutureFramesDoNotChangeThePast() throws {
+        let masker = try LatentMasker(randomWeightsFor: smallMaskerConfig())
+        let prompts = try Prompt.parseList("vocals,other")
+        let a = testLatent(channels: 16, frames: 40, seed: 5)
+        var b = a
+        for ch in 0..<16 { for t in 30..<40 { b.data[ch * 40 + t] = 7 } }
+        let ya = masker.separate(a, prompts: prompts), yb = masker.separate(b, prompts: prompts)
+        for p in 0..<2 {
+            XCTAssertEqual(columns(ya[p], 0, 30).data, columns(yb[p], 0, 30).data)
+            XCTAssertNotEqual(columns(ya[p], 30, 40).data, columns(yb[p], 30, 40).data)
+        }
+    }
+
+    func testRepeatedPromptsAndAllPromptNamesGiveDistinctOutputs() throws {
+        let masker = try LatentMasker(randomWeightsFor: smallMaskerConfig())
+        let z = testLatent(channels: 16, frames: 12)
+        let repeated = masker.separate(z, prompts: try Prompt.parseList("speech,speech,speech"))
+        for i in 0..<3 { for j in (i + 1)..<3 {
+            XCTAssertGreaterThan(relativeL2(repeated[i].data, repeated[j].data), 1e-3, "speech #\(i + 1) equals speech #\(j + 1)")
+        } }
+        let all = masker.separate(z, prompts: Prompt.all)
+        XCTAssertEqual(all.count, 8)
+        for i in 0..<8 { for j in (i + 1)..<8 {
+            XCTAssertGreaterThan(relativeL2(all[i].data, all[j].data), 1e-3, "\(Prompt.all[i]) equals \(Prompt.all[j])")
+        } }
+        // The same prompt in the same slot gives the same output whatever follows it... except through attention
+        // among prompts, which is the point: a second prompt changes the first one's output.
+        let one = masker.separate(z, prompts: [Prompt.all[0]])
+        XCTAssertGreaterThan(relativeL2(one[0].data, all[0].data), 1e-4)
+    }
+
+    /// Scores depend on relative frame positions only: the same recent history gives the same output at frame 0
+    /// and hours into a stream.
+    func testResultsDependOnRelativePositionsOnly() throws {
+        let masker = try LatentMasker(randomWeightsFor: smallMaskerConfig())
+        let prompts = try Prompt.parseList("drums,bass")
+        let z = testLatent(channels: 16, frames: 20)
+        var early = LatentMaskerStream(masker: masker, prompts: prompts, startPosition: 0)
+        var late = LatentMaskerStream(masker: masker, prompts: prompts, startPosition: 180_000 * 5)
+        let a = early.push(z), b = late.push(z)
+        XCTAssertEqual(late.position, 180_000 * 5 + 20)
+        for p in 0..<2 { XCTAssertLessThan(relativeL2(b[p].data, a[p].data), 1e-5) }
+    }
+
+    func testPromptChecksAndConfigErrors() throws {
+        let masker = try LatentMasker(randomWeightsFor: smallMaskerConfig())
+        XCTAssertThrowsError(try masker.check(prompts: [])) { XCTAssertEqual($0 as? ModelError, .noPrompts) }
+        XCTAssertThrowsError(try masker.check(prompts: Prompt.all + [Prompt.all[0]])) {
+            XCTAssertEqual("\($0)", "9 prompts given; at most 8 are supported")
+        }
+        var json = smallMaskerConfig().json
+        XCTAssertEqual(try LatentMaskerConfig(json: json), smallMaskerConfig())
+        if case .object(var o) = json { o["prompts"] = .array([.string("speech")]); json = .object(o) }
+        XCTAssertThrowsError(try LatentMaskerConfig(json: json)) {
+            XCTAssertEqual("\($0)", "model configuration is not usable: masker config: prompt 'sfx' has no embedding (prompts: speech)")
+        }
+        var bad = smallMaskerConfig()
+        bad.heads = 3
+        XCTAssertThrowsError(try LatentMasker(randomWeightsFor: bad)) {
+            XCTAssertEqual("\($0)", "model configuration is not usable: masker config: d_model 16 must split into 3 heads of even width")
+        }
+        XCTAssertThrowsError(try LatentMasker(config: smallMaskerConfig(), weights: WeightStore([]))) {
+            XCTAssertEqual("\($0)", "model weights do not match the configuration: missing tensor 'input_proj.weight'")
+        }
+    }
+
+    func testCostIsLinearInLength() {
+        let c = LatentMaskerConfig(latentDim: 256, prompts: Prompt.all.map(\.name), codecName: "x", codecHash: String(repeating: "0", count: 64))
+        let one = ModelCost.masker(c, frames: 5000, prompts: 1), two = ModelCost.masker(c, frames: 10000, prompts: 1)
+        XCTAssertEqual((two.shared + two.perPrompt) / (one.shared + one.perPrompt), 2, accuracy: 0.01)
+        // About 0.03 GMAC per second (50 frames) for one prompt at the default size.
+        let perSecond = (one.shared + one.perPrompt) / 100 / 1e9
+        XCTAssertGreaterThan(perSecond, 0.02)
+        XCTAssertLessThan(perSecond, 0.05)
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import XCTest
+import TussModels
+import TussTensor
+import TussWeights
+
+/// Swift vs PyTorch on the committed fixture (`Training/masker/make_fixture.py`): a random masker for a random tiny
+/// codec, input codes, and the masked latents and codes PyTorch computed for two prompt lists.
+final class MaskerParityTests: XCTestCase {
+    override func setUp() { ComputeThreads.configure(1) }
+
+    struct Fixture {
+        let masker: LatentMasker
+        let codec: DACCodec
+        let store: WeightStore
+        func ints(_ name: String) throws -> [Int32] {
+            try store.require(name).floats().map { Int32($0) }
+        }
+    }
+
+    func loadFixture() throws -> Fixture {
+        let dir = (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/masker-random")
+        let model = try Safetensors.load((dir as NSString).appendingPathComponent("model.safetensors"))
+        let config = try LatentMaskerConfig(json: ConfigValue.parseJSON(model.metadata["tuss-codec.config"] ?? ""))
+        let codecStore = try Safetensors.load((dir as NSString).appendingPathComponent("codec.safetensors"))
+        let codecConfig = try DACConfig(kwargs: ConfigValue.parseJSON(codecStore.metadata["tuss-codec.config"] ?? ""))
+        return Fixture(masker: try LatentMasker(config: config, weights: model),
+                       codec: try DACCodec(config: codecConfig, weights: codecStore),
+                       store: try Safetensors.load((dir as NSString).appendingPathComponent("case.safetensors")))
+    }
+
+    func testMaskedLatentsAndCodesMatchPyTorch() throws {
+        let f = try loadFixture()
+        let books = Int(f.store.metadata["codebooks"] ?? "") ?? 0
+        let frames = Int(f.store.metadata["frames"] ?? "") ?? 0
+        let inputCodes = try f.ints("codes")
+        let codes = (0..<books).map { k in Array(inputCodes[(k * frames)..<((k + 1) * frames)]) }
+        let latent = f.codec.quantizer.dequantize(codes, frames: frames)
+        XCTAssertLessThan(relativeL2(latent.data, try f.store.require("latent").floats()), 1e-5, "dequantized input")
+        for key in (f.store.metadata["cases"] ?? "").split(separator: ",").map(String.init) {
+            let prompts = try (f.store.metadata["prompts_\(key)"] ?? "").split(separator: ",").map { try Prompt(parsing: String($0)) }
+            let expected = try f.store.require("masked_\(key)").floats()
+            let expectedCodes = try f.ints("codes_\(key)")
+            let margins = try f.store.require("margins_\(key)").floats()
+            let per = f.masker.config.latentDim * frames
+            // Offline, and streamed in uneven pieces.
+            let offline = f.masker.separate(latent, prompts: prompts)
+            var stream = f.masker.makeStream(prompts: prompts)
+            var streamed = [[Float]](repeating: [Float](repeating: 0, count: per), count: prompts.count)
+            var start = 0
+            for size in [1, 2, 9, 30, 23] {
+                var piece = Tensor(zeros: [f.masker.config.latentDim, size])
+                for ch in 0..<f.masker.config.latentDim { for t in 0..<size { piece.data[ch * size + t] = latent.data[ch * frames + start + t] } }
+                for (p, out) in stream.push(piece).enumerated() {
+                    for ch in 0..<f.masker.config.latentDim { for t in 0..<size { streamed[p][ch * frames + start + t] = out.data[ch * size + t] } }
+                }
+                start += size
+            }
+            XCTAssertEqual(start, frames)
+            var nearTies = 0
+            for (p, out) in offline.enumerated() {
+                let reference = Array(expected[(p * per)..<((p + 1) * per)])
+                let err = relativeL2(out.data, reference), errStream = relativeL2(streamed[p], reference)
+                if ProcessInfo.processInfo.environment["TUSS_PRINT_ERRORS"] != nil {
+                    print("masker parity case \(key) prompt \(p) \(prompts[p]): offline \(err), streamed \(errStream)")
+                }
+                XCTAssertLessThan(err, 1e-4, "case \(key) prompt \(p): masked latent rel L2 \(err)")
+                XCTAssertLessThan(errStream, 1e-4, "case \(key) prompt \(p) streamed: rel L2 \(errStream)")
+                // Codes: identical, except a frame whose first differing lookup was a near-tie in PyTorch.
+                let mine = f.codec.quantizer.quantize(out, codebooks: books).codes
+                for t in 0..<frames {
+                    guard let k = (0..<books).first(where: { mine[$0][t] != expectedCodes[(p * books + $0) * frames + t] }) else { continue }
+                    let margin = margins[(p * books + k) * frames + t]
+                    XCTAssertLessThan(margin, 1e-4, "case \(key) prompt \(p) frame \(t) codebook \(k): code differs with margin \(margin)")
+                    nearTies += 1
+                }
+            }
+            XCTAssertLessThanOrEqual(nearTies, 2, "case \(key): \(nearTies) frames differ at near-ties")
+        }
+    }
+}

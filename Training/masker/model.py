@@ -1,0 +1,198 @@
+"""The codec-path latent masker (PyTorch), with the parameter names the Swift engine reads (docs/masker.md).
+
+    latent z (B, C, T) -> x = input_proj(z^T)                                  (B, T, D)
+    tokens [start, prompt_embed[p_n] + slot_embed[n] for n < N]                (B, N+1, D)
+    joint_layers x pre-norm layers over [tokens; frames]:
+        prompts see start+prompts; frame t sees start+prompts and frames t-W+1..t (causal window)
+        RoPE (interleaved pairs, angles in float64) rotates frame queries/keys for frame-frame scores only;
+        frame-to-prompt scores use unrotated queries, so every score depends on relative positions only
+    joint_norm -> o_n (prompt outputs), g (frames)
+    per prompt n, per FiLM layer l: g <- g * (1 + gamma) + beta, [gamma | beta] = film.l(o_n); layer film_stage.l
+    out_norm, mask_head (D -> C): mask m_n (unbounded); output z * m_n                  (B, N, C, T)
+
+Layer (joint.<i>, film_stage.<l>): attn_norm, attn.qkv (D -> 3D, [q | k | v], head-major), attn.out, ffn_norm,
+ffn.in (D -> F), SiLU, ffn.out (F -> D); LayerNorm eps 1e-5.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PROMPTS = ["speech", "sfx", "sfx-mix", "drums", "bass", "vocals", "other", "music-mix"]
+ALIASES = {"sfxbg": "sfx-mix", "musicbg": "music-mix", "other-inst": "other"}
+
+
+def default_config(latent_dim: int, codec_name: str, codec_sha256: str, **overrides) -> dict:
+    """The default masker size (D 128, 4 heads, FFN 256, 2 + 2 layers, window 64) for a codec latent width."""
+    config = {"latent_dim": int(latent_dim), "d_model": 128, "heads": 4, "ffn": 256, "joint_layers": 2,
+              "film_layers": 2, "window": 64, "prompts": list(PROMPTS), "max_prompts": 8,
+              "codec": {"name": codec_name, "sha256": codec_sha256}}
+    config.update(overrides)
+    return config
+
+
+def canonical(name: str) -> str:
+    key = name.strip().lower()
+    return ALIASES.get(key, key)
+
+
+def rope_tables(head_dim: int, start: int, count: int):
+    """cos, sin (count, head_dim/2) for positions start..start+count-1; frequencies and angles in float64."""
+    half = head_dim // 2
+    theta = 1.0 / (10000.0 ** (torch.arange(half, dtype=torch.float64) * 2 / head_dim))
+    angle = torch.arange(start, start + count, dtype=torch.float64)[:, None] * theta[None, :]
+    return torch.cos(angle).float(), torch.sin(angle).float()
+
+
+def rotate(x, cos, sin):
+    """Rotates interleaved pairs (2p, 2p+1) of x (..., T, H, dh) by the angles of (T, dh/2) tables."""
+    a, b = x[..., 0::2], x[..., 1::2]
+    c, s = cos[:, None, :], sin[:, None, :]
+    return torch.stack((a * c - b * s, b * c + a * s), dim=-1).flatten(-2)
+
+
+def window_mask(count: int, window: int, device=None):
+    """allowed[i, j]: frame j is in frame i's causal window (i-W < j <= i)."""
+    i = torch.arange(count, device=device)[:, None]
+    j = torch.arange(count, device=device)[None, :]
+    return (j <= i) & (j > i - window)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+
+class Layer(nn.Module):
+    def __init__(self, dim: int, heads: int, ffn: int):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.ffn_norm = nn.LayerNorm(dim)
+        self.ffn = nn.ModuleDict({"in": nn.Linear(dim, ffn), "out": nn.Linear(ffn, dim)})
+
+    def _split(self, x):
+        b, t, d = x.shape
+        h = self.attn.heads
+        q, k, v = self.attn.qkv(self.attn_norm(x)).split(d, dim=-1)
+        return [y.view(b, t, h, d // h) for y in (q, k, v)]
+
+    def forward(self, prefix, frames, cos, sin, allowed):
+        """prefix (B, P, D) or None (FiLM stage); frames (B, T, D); allowed (T, T) window mask."""
+        b, t, d = frames.shape
+        h = self.attn.heads
+        dh = d // h
+        scale = 1.0 / math.sqrt(dh)
+        qf, kf, vf = self._split(frames)
+        qr, kr = rotate(qf, cos, sin), rotate(kf, cos, sin)
+        frame_scores = torch.einsum("bthe,bshe->bhts", qr, kr) * scale
+        frame_scores = frame_scores.masked_fill(~allowed, float("-inf"))
+        if prefix is not None:
+            qp, kp, vp = self._split(prefix)
+            prompt_scores = torch.einsum("bphe,bqhe->bhpq", qp, kp) * scale
+            prompt_out = torch.einsum("bhpq,bqhe->bphe", prompt_scores.softmax(-1), vp).reshape(b, -1, d)
+            cross = torch.einsum("bthe,bphe->bhtp", qf, kp) * scale          # unrotated queries vs prompts
+            weights = torch.cat((cross, frame_scores), dim=-1).softmax(-1)
+            p = prefix.shape[1]
+            frame_out = (torch.einsum("bhtp,bphe->bthe", weights[..., :p], vp)
+                         + torch.einsum("bhts,bshe->bthe", weights[..., p:], vf)).reshape(b, t, d)
+            prefix = prefix + self.attn.out(prompt_out)
+            prefix = prefix + self.ffn["out"](F.silu(self.ffn["in"](self.ffn_norm(prefix))))
+        else:
+            frame_out = torch.einsum("bhts,bshe->bthe", frame_scores.softmax(-1), vf).reshape(b, t, d)
+        frames = frames + self.attn.out(frame_out)
+        frames = frames + self.ffn["out"](F.silu(self.ffn["in"](self.ffn_norm(frames))))
+        return prefix, frames
+
+
+class LatentMasker(nn.Module):
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = dict(config)
+        c, d = config["latent_dim"], config["d_model"]
+        self.input_proj = nn.Linear(c, d)
+        self.start_token = nn.Parameter(torch.randn(d) * 0.02)
+        self.prompt_embed = nn.Embedding(len(config["prompts"]), d)
+        self.slot_embed = nn.Embedding(config["max_prompts"], d)
+        nn.init.normal_(self.prompt_embed.weight, std=0.02)
+        nn.init.normal_(self.slot_embed.weight, std=0.02)
+        self.joint = nn.ModuleList(Layer(d, config["heads"], config["ffn"]) for _ in range(config["joint_layers"]))
+        self.joint_norm = nn.LayerNorm(d)
+        self.film = nn.ModuleList(nn.Linear(d, 2 * d) for _ in range(config["film_layers"]))
+        self.film_stage = nn.ModuleList(Layer(d, config["heads"], config["ffn"]) for _ in range(config["film_layers"]))
+        self.out_norm = nn.LayerNorm(d)
+        self.mask_head = nn.Linear(d, c)
+        # FiLM starts as the identity; the mask starts near 1/2 (the right share for two sources).
+        for f in self.film:
+            nn.init.zeros_(f.weight)
+            nn.init.zeros_(f.bias)
+        nn.init.normal_(self.mask_head.weight, std=0.01)
+        nn.init.constant_(self.mask_head.bias, 0.5)
+
+    def prompt_rows(self, prompts):
+        names = self.config["prompts"]
+        return [[names.index(canonical(p)) for p in plist] for plist in prompts]
+
+    def masks(self, latent, prompts, start: int = 0):
+        """latent (B, C, T); prompts: B lists of N names -> masks (B, N, C, T)."""
+        b, _, t = latent.shape
+        n = len(prompts[0])
+        if any(len(p) != n for p in prompts):
+            raise ValueError("every item of a batch needs the same number of prompts")
+        if not 1 <= n <= self.config["max_prompts"]:
+            raise ValueError(f"{n} prompts; pass 1 to {self.config['max_prompts']}")
+        d = self.config["d_model"]
+        rows = torch.tensor(self.prompt_rows(prompts), device=latent.device)
+        tokens = self.prompt_embed(rows) + self.slot_embed.weight[:n][None]
+        prefix = torch.cat((self.start_token.expand(b, 1, d), tokens), dim=1)
+        frames = self.input_proj(latent.transpose(1, 2))
+        cos, sin = rope_tables(d // self.config["heads"], start, t)
+        allowed = window_mask(t, self.config["window"], latent.device)
+        for layer in self.joint:
+            prefix, frames = layer(prefix, frames, cos, sin, allowed)
+        prefix, frames = self.joint_norm(prefix), self.joint_norm(frames)
+        outputs = prefix[:, 1:]                                                    # (B, N, D)
+        g = frames[:, None].expand(b, n, t, d).reshape(b * n, t, d)
+        for film, layer in zip(self.film, self.film_stage):
+            gamma, beta = film(outputs).reshape(b * n, 1, 2 * d).split(d, dim=-1)
+            g = g * (1 + gamma) + beta
+            _, g = layer(None, g, cos, sin, allowed)
+        mask = self.mask_head(self.out_norm(g))                                   # (B*N, T, C)
+        return mask.view(b, n, t, -1).transpose(2, 3)
+
+    def forward(self, latent, prompts, start: int = 0):
+        """Masked latents (B, N, C, T), one per prompt, in prompt order."""
+        return latent[:, None] * self.masks(latent, prompts, start)
+
+
+def export(model: LatentMasker, path, extra: dict | None = None):
+    """Writes the one-file masker read by the Swift engine (float32 tensors, config JSON in the metadata)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    meta = {"tuss-codec.kind": "masker", "tuss-codec.format": "1",
+            "tuss-codec.config": json.dumps(model.config, sort_keys=True)}
+    for k, v in (extra or {}).items():
+        meta[f"tuss-codec.{k}"] = str(v)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_exported(path) -> LatentMasker:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    if meta.get("tuss-codec.kind") != "masker":
+        raise ValueError(f"{path} is not a masker file (tuss-codec.kind = {meta.get('tuss-codec.kind')})")
+    model = LatentMasker(json.loads(meta["tuss-codec.config"]))
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model.eval()
