@@ -1,8 +1,8 @@
 import TussPipeline
-import TussServer
 
-/// The codec-path separator factory for `--masker`.
-func maskerFactory(_ path: String?) throws -> CodesSeparatorFactory? {
-    guard let path else { return nil }
-    throw CLIError("--masker \(path): this build has no latent masker yet (it lands with the masker branch)")
+/// Opens `--masker`, or the default masker when it exists and a codec is loaded; nil otherwise.
+func openMasker(_ path: String?, codec: CodecHandle?) throws -> MaskerHandle? {
+    if let path { return try MaskerHandle.open(path) }
+    guard codec != nil else { return nil }
+    return try? MaskerHandle.openDefault()
 }

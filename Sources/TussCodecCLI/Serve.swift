@@ -38,7 +38,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Codec for the codec path (default: the embedded codec, when present).")
     var codec: String?
 
-    @Option(help: "Latent masker for the codec path.")
+    @Option(help: "Latent masker for the codec path (default: the embedded masker, when present).")
     var masker: String?
 
     @Option(help: "Most WebSocket streams at once.")
@@ -73,14 +73,14 @@ struct Serve: ParsableCommand {
             let codecHandle = try codec.map { try CodecHandle.open($0) }
                 ?? (try? CodecHandle.open(DefaultModels.path(DefaultModels.codec, what: "codec")))
             if codecHandle == nil { printError("warning: no codec loaded (pass --codec): only the spectral path is served") }
-            let separator = try maskerFactory(masker)
-            let engine = SeparationEngine(spectral: spectral, codec: codecHandle, codesSeparator: separator)
+            let maskerHandle = try openMasker(masker, codec: codecHandle)
+            if maskerHandle == nil, codecHandle != nil { printError("warning: no masker loaded (pass --masker): codes cannot be separated") }
+            let engine = try SeparationEngine(spectral: spectral, codec: codecHandle, masker: maskerHandle)
             let server = try SeparationServer(engine: engine, limits: limits, drainSeconds: drainTimeout)
             let host = self.host, port = self.port, verbose = self.verbose
             try runBlocking {
                 try await server.run(host: host, port: port, verbose: verbose) { bound in
-                    print("listening on http://\(host):\(bound)")
-                    fflush(stdout)
+                    FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
                 }
             }
         }

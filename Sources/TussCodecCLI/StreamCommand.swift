@@ -69,13 +69,13 @@ struct StreamCommand: ParsableCommand {
             base.realTime = realtime
             base.codebooks = codebooks
             base.opusKbps = opusKbps
-            let count = parallel, decode = !noDecode
+            let count = parallel, decode = !noDecode, options = base
             let reports = ReportBox()
             let started = Date()
             try runBlocking {
                 try await withThrowingTaskGroup(of: EdgeStreamReport.self) { group in
                     for i in 0..<count {
-                        var options = base
+                        var options = options
                         if count > 1 { options.outputDirectory = (dir as NSString).appendingPathComponent("stream-\(i)") }
                         group.addTask { try await EdgeStreamClient.run(options, codec: handle, decode: decode) }
                     }

@@ -2,16 +2,6 @@ import Foundation
 import TussModels
 import TussPipeline
 
-/// Separates one channel of a codes stream frame by frame: `[codebook][frame]` in, one `[codebook][frame]` per
-/// prompt out. The codec-path masker's per-channel separator conforms to this.
-public protocol CodesChannelSeparating: Sendable {
-    /// Adds frames; returns, per prompt, the separated frames that are now final.
-    mutating func push(_ codes: [[Int32]]) -> [[[Int32]]]
-}
-
-/// Makes one per-channel codes separator for a codec and a prompt list.
-public typealias CodesSeparatorFactory = @Sendable (_ codec: CodecHandle, _ prompts: [Prompt]) throws -> any CodesChannelSeparating
-
 /// One piece of an output codes stream: a header, a chunk or the end marker of output `output`, in codes-file
 /// framing (docs/codes-format.md).
 public struct OutputPiece: Sendable, Equatable {
@@ -28,7 +18,7 @@ public struct OutputPiece: Sendable, Equatable {
 struct CodesFanOut {
     let inputHeader: CodesHeader
     let outputs: Int
-    private var separators: [any CodesChannelSeparating]
+    private var separators: [CodesSeparator]
     /// `[output][channel][codebook][frame]` separated but not yet written.
     private var pending: [[[[Int32]]]]
     private var headers: [CodesHeader?]
@@ -40,7 +30,7 @@ struct CodesFanOut {
     /// Frames written per output channel so far (every output advances together).
     var framesOut: Int64 { written }
 
-    init(header: CodesHeader, outputs: Int, separators: [any CodesChannelSeparating]) {
+    init(header: CodesHeader, outputs: Int, separators: [CodesSeparator]) {
         inputHeader = header
         self.outputs = outputs
         self.separators = separators

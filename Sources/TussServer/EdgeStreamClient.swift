@@ -56,6 +56,9 @@ public struct EdgeStreamReport: Sendable {
     /// the audio that contained it (opus) to receiving its separated frame.
     public var latenciesMs: [Double] = []
 
+    /// An empty report.
+    public init() {}
+
     /// Upstream payload bitrate in kbps of audio time.
     public var upKbps: Double { audioSeconds > 0 ? Double(bytesUp) * 8 / audioSeconds / 1000 : 0 }
     /// Downstream payload bitrate in kbps of audio time (all outputs).

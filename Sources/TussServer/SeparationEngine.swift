@@ -19,18 +19,20 @@ public final class SeparationEngine: Sendable {
     public let spectral: SpectralSeparator?
     /// The codec, when one was loaded.
     public let codec: CodecHandle?
-    let makeSeparator: CodesSeparatorFactory?
+    /// The codec-path latent masker, when one was loaded.
+    public let masker: MaskerHandle?
 
     /// Creates an engine from loaded models; any of them may be missing, and the routes that need it then answer
-    /// 503 with a message naming the option that loads it.
-    public init(spectral: SpectralSeparator?, codec: CodecHandle?, codesSeparator: CodesSeparatorFactory?) {
+    /// 503 with a message naming the option that loads it. A masker needs the codec it was trained on.
+    public init(spectral: SpectralSeparator?, codec: CodecHandle?, masker: MaskerHandle?) throws(ServerError) {
+        if let masker {
+            guard let codec else { throw .badConfiguration("a masker needs its codec: pass --codec") }
+            do { try masker.requireCodec(codec) } catch { throw .badConfiguration("\(error)") }
+        }
         self.spectral = spectral
         self.codec = codec
-        makeSeparator = codesSeparator
+        self.masker = masker
     }
-
-    /// True when a latent masker was loaded (the codec path can separate).
-    public var hasMasker: Bool { makeSeparator != nil }
 
     /// The codec, or the error that says how to load one.
     func requireCodec() throws(ServerError) -> CodecHandle {
@@ -47,12 +49,12 @@ public final class SeparationEngine: Sendable {
               header.codebookSize == config.codebookSize, header.codebooks <= config.codebooks else {
             throw .wrongCodec("codes at \(header.sampleRate) Hz, hop \(header.hopLength), \(header.codebooks)×\(header.codebookSize) do not fit this server's codec (\(config.sampleRate) Hz, hop \(config.hopLength), \(config.codebooks)×\(config.codebookSize)): encode with the server's codec")
         }
-        guard let makeSeparator else {
+        guard let masker else {
             throw .unavailable("this server has no latent masker loaded: start it with --masker FILE, or send audio with path=spectral")
         }
-        var separators: [any CodesChannelSeparating] = []
+        var separators: [CodesSeparator] = []
         for _ in 0..<header.channels {
-            do { separators.append(try makeSeparator(codec, prompts)) } catch {
+            do { separators.append(try CodesSeparator(codec: codec, masker: masker, prompts: prompts)) } catch {
                 throw .badRequest("cannot separate with these prompts: \(error)")
             }
         }

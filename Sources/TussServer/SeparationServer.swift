@@ -86,7 +86,7 @@ public final class SeparationServer: Sendable {
             "active_streams": activeStreams,
             "spectral": engine.spectral != nil,
             "codec": engine.codec?.identity.name ?? NSNull(),
-            "masker": engine.hasMasker,
+            "masker": engine.masker != nil,
         ]
         return json(status: .ok, object)
     }
@@ -170,13 +170,13 @@ public final class SeparationServer: Sendable {
             gate.withLock { $0.active -= 1 }
             metrics.activeStreams.decrement()
         }
-        let lastActivity = Mutex(ContinuousClock.now)
+        let lastActivity = ActivityClock()
         let idle = Duration.milliseconds(Int64(limits.idleSeconds * 1000))
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 // The idle watchdog: closes a stream that has been silent too long.
                 while !Task.isCancelled {
-                    let waited = ContinuousClock.now - lastActivity.withLock { $0 }
+                    let waited = ContinuousClock.now - lastActivity.last
                     if waited >= idle {
                         let error = ServerError.idle("nothing received for \(self.limits.idleSeconds) s: the stream was closed")
                         self.metrics.error(error)
@@ -187,7 +187,7 @@ public final class SeparationServer: Sendable {
                 }
             }
             group.addTask {
-                await self.serve(inbound: inbound, outbound: outbound) { lastActivity.withLock { $0 = ContinuousClock.now } }
+                await self.serve(inbound: inbound, outbound: outbound) { lastActivity.touch() }
             }
             await group.next()
             group.cancelAll()
@@ -270,6 +270,13 @@ struct DrainService: Service {
         try? await gracefulShutdown()
         await server.drain()
     }
+}
+
+/// When a stream last received a message.
+final class ActivityClock: Sendable {
+    private let instant = Mutex(ContinuousClock.now)
+    var last: ContinuousClock.Instant { instant.withLock { $0 } }
+    func touch() { instant.withLock { $0 = ContinuousClock.now } }
 }
 
 /// Carries one stream's session to the compute queue; only one message of a stream is handled at a time.

@@ -9,7 +9,7 @@ import XCTest
 final class BatchRouteTests: XCTestCase {
     func testSpectralPathReturnsOneAudioFilePerPrompt() async throws {
         let dir = try scratchDirectory(self)
-        let engine = SeparationEngine(spectral: try embeddedSpectral(), codec: nil, codesSeparator: nil)
+        let engine = try SeparationEngine(spectral: try embeddedSpectral(), codec: nil, masker: nil)
         let server = try SeparationServer(engine: engine, limits: ServerLimits())
         let rate = 16000
         let input = try Data(contentsOf: URL(fileURLWithPath: try writeWAV(signal(seconds: 1.5, rate: rate, channels: 1), rate: rate,
@@ -34,29 +34,27 @@ final class BatchRouteTests: XCTestCase {
         }
     }
 
-    func testCodesPathSeparatesEveryFrameAndDecodes() async throws {
+    func testCodesPathMatchesOfflineSeparationAndDecodes() async throws {
         let dir = try scratchDirectory(self)
-        let codec = try tinyCodec()
-        let engine = SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory())
-        let server = try SeparationServer(engine: engine, limits: ServerLimits())
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
         let rate = 22050
-        let body = try encodeCodes(signal(seconds: 1.1, rate: rate, channels: 2), rate: rate, codec: codec, dir: dir)
+        let (body, bin) = try encodeCodes(signal(seconds: 1.1, rate: rate, channels: 2), rate: rate, codec: codec, dir: dir)
         let input = try CodesReader(data: body)
-        let inputCodes = try input.readAll()
+        let offline = try offlineSeparation(bin, prompts: "speech,speech", dir: dir)
         let (codes, audio) = try await withServer(server) { port in
             (try await post(port, "/v1/separate?prompts=speech,speech", body: body),
              try await post(port, "/v1/separate?prompts=speech&decode=1", body: body))
         }
-        XCTAssertEqual(codes.status, 200)
+        XCTAssertEqual(codes.status, 200, String(decoding: codes.body, as: UTF8.self))
         let container = try StemContainer.decode(codes.body)
         XCTAssertEqual(container.entries.map(\.name), ["speech-1", "speech-2"])
         for (p, entry) in container.entries.enumerated() {
+            XCTAssertEqual(entry.mediaType, StemContainer.codesMediaType)
             let reader = try CodesReader(data: entry.data)
             XCTAssertEqual(reader.header.originalLength, input.header.originalLength)
             XCTAssertEqual(reader.header.channels, 2)
-            let out = try reader.readAll()
-            let size = Int32(codec.codec.config.codebookSize)
-            XCTAssertEqual(out, inputCodes.map { $0.map { $0.map { ($0 + Int32(p + 1)) % size } } })
+            XCTAssertEqual(try reader.readAll(), offline[p])
         }
         XCTAssertEqual(audio.status, 200)
         let wav = try XCTUnwrap(StemContainer.decode(audio.body).entries.first)
@@ -69,14 +67,31 @@ final class BatchRouteTests: XCTestCase {
         XCTAssertEqual(info.channels, 2)
     }
 
+    /// Audio sent with path=codec is encoded on the server and gives the same codes as encoding first.
+    func testAudioBodyOnTheCodecPath() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
+        let planar = signal(seconds: 0.7, rate: 16000, channels: 1)
+        let wav = try writeWAV(planar, rate: 16000, to: (dir as NSString).appendingPathComponent("a.wav"))
+        let (_, bin) = try encodeCodes(planar, rate: 16000, codec: codec, dir: dir)
+        let offline = try offlineSeparation(bin, prompts: "sfx-mix", dir: dir)
+        let r = try await withServer(server) { port in
+            try await post(port, "/v1/separate?prompts=sfx-mix&path=codec", body: try Data(contentsOf: URL(fileURLWithPath: wav)))
+        }
+        XCTAssertEqual(r.status, 200, String(decoding: r.body, as: UTF8.self))
+        let entry = try XCTUnwrap(StemContainer.decode(r.body).entries.first)
+        XCTAssertEqual(try CodesReader(data: entry.data).readAll(), offline[0])
+    }
+
     /// Every malformed, oversized, wrong-codec or truncated request gets its status and JSON kind, and the server
     /// stays up and counts them.
     func testErrorPathsAnswerWithStatusAndKind() async throws {
         let dir = try scratchDirectory(self)
-        let codec = try tinyCodec()
+        let codec = try fixtureCodec()
         let limits = ServerLimits(maxBodyBytes: 200_000, maxPrompts: 2)
-        let withMasker = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()), limits: limits)
-        let codes = try encodeCodes(signal(seconds: 0.5, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir)
+        let withMasker = try SeparationServer(engine: try codecEngine(), limits: limits)
+        let codes = try encodeCodes(signal(seconds: 0.5, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir).bytes
         // Another codec identity: same layout, another hash.
         var foreignHeader = try CodesReader(data: codes).header
         foreignHeader.codec = CodecIdentity(name: "other-codec", weightsHash: [UInt8](repeating: 0xab, count: 32))
@@ -95,8 +110,9 @@ final class BatchRouteTests: XCTestCase {
             ("/v1/separate?prompts=speech", Data(repeating: 1, count: 200_001), 413, "too_large"),
             ("/v1/separate?prompts=speech&path=bogus", codes, 400, "bad_request"),
         ]
-        var damaged = codes
-        damaged[damaged.count - 20] ^= 0x55  // inside the last chunk: its CRC fails
+        var bytes = codes
+        bytes[bytes.count - 20] ^= 0x55  // inside the last chunk: its CRC fails
+        let damaged = bytes
         try await withServer(withMasker) { port in
             for (uri, body, status, kind) in cases {
                 let r = try await post(port, uri, body: body)
@@ -117,7 +133,7 @@ final class BatchRouteTests: XCTestCase {
             XCTAssertTrue(metrics.text.contains("tuss_active_streams 0"), metrics.text)
         }
         // Routes that need a model the server lacks answer 503 with the option to pass.
-        let bare = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: nil), limits: limits)
+        let bare = try SeparationServer(engine: try codecEngine(masker: false), limits: limits)
         let wav = try Data(contentsOf: URL(fileURLWithPath: try writeWAV(signal(seconds: 0.3, rate: 16000, channels: 1), rate: 16000,
                                                                            to: (dir as NSString).appendingPathComponent("x.wav"))))
         try await withServer(bare) { port in

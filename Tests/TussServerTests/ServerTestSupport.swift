@@ -23,11 +23,29 @@ func scratchDirectory(_ test: XCTestCase) throws -> String {
     return dir
 }
 
-/// A small DAC for server tests: the official 16 kHz tiny reference (`../shared/reference`), skipped without it.
-func tinyCodec() throws -> CodecHandle {
-    let path = ((packageRoot() as NSString).appendingPathComponent("../shared/reference/dac-tiny-16k/weights.pth") as NSString).standardizingPath
-    guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("no ../shared/reference/dac-tiny-16k for codec tests") }
-    return try CodecHandle.open(path)
+/// The masker branch's fixture: a random-weight 16 kHz DAC (hop 320, 4 codebooks of 64) and a random masker trained
+/// for it (`Tests/Fixtures/masker-random`).
+func fixturePath(_ name: String) -> String {
+    (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/masker-random/\(name)")
+}
+
+/// The fixture codec.
+func fixtureCodec() throws -> CodecHandle { try CodecHandle.open(fixturePath("codec.safetensors")) }
+
+/// The fixture masker.
+func fixtureMasker() throws -> MaskerHandle { try MaskerHandle.open(fixturePath("model.safetensors")) }
+
+/// An engine with the fixture codec and (unless `masker` is false) its masker.
+func codecEngine(masker: Bool = true) throws -> SeparationEngine {
+    try SeparationEngine(spectral: nil, codec: try fixtureCodec(), masker: masker ? try fixtureMasker() : nil)
+}
+
+/// The offline codec-path separation of a codes file (`CodesSeparation.separateFile`): `[prompt][channel][codebook][frame]`.
+func offlineSeparation(_ bin: String, prompts: String, dir: String) throws -> [[[[Int32]]]] {
+    let out = (dir as NSString).appendingPathComponent("offline-\(UUID().uuidString)")
+    let report = try CodesSeparation.separateFile(input: bin, outputDirectory: out, prompts: try Prompt.parseList(prompts),
+                                                  codec: try fixtureCodec(), masker: try fixtureMasker(), decode: false, float32: true)
+    return try report.codes.map { try CodesReader(path: $0).readAll() }
 }
 
 /// The embedded TUSS model, as a spectral separator.
@@ -60,27 +78,12 @@ func writeWAV(_ planar: [[Float]], rate: Int, to path: String) throws -> String 
     return path
 }
 
-/// A stand-in for the latent masker that tests the transport: output p of a frame is the input codes shifted by
-/// p + 1 (mod the codebook size), emitted at once, so every output frame can be checked against its input frame.
-struct ShiftSeparator: CodesChannelSeparating {
-    let outputs: Int
-    let codebookSize: Int32
-
-    mutating func push(_ codes: [[Int32]]) -> [[[Int32]]] {
-        (0..<outputs).map { p in codes.map { row in row.map { ($0 + Int32(p + 1)) % codebookSize } } }
-    }
-
-    static func factory() -> CodesSeparatorFactory {
-        { codec, prompts in ShiftSeparator(outputs: prompts.count, codebookSize: Int32(codec.codec.config.codebookSize)) }
-    }
-}
-
 /// Encodes planar audio into a codes file's bytes with `codec`.
-func encodeCodes(_ planar: [[Float]], rate: Int, codec: CodecHandle, dir: String) throws -> Data {
+func encodeCodes(_ planar: [[Float]], rate: Int, codec: CodecHandle, dir: String) throws -> (bytes: Data, path: String) {
     let wav = try writeWAV(planar, rate: rate, to: (dir as NSString).appendingPathComponent("in-\(UUID().uuidString).wav"))
     let bin = (wav as NSString).deletingPathExtension + ".bin"
     _ = try CodecPipeline.encodeFile(input: wav, output: bin, codec: codec, codebooks: nil)
-    return try Data(contentsOf: URL(fileURLWithPath: bin))
+    return (try Data(contentsOf: URL(fileURLWithPath: bin)), bin)
 }
 
 /// Runs a server on 127.0.0.1 with an ephemeral port for the duration of `body`, then cancels it.
@@ -109,7 +112,7 @@ func post(_ port: Int, _ uri: String, body: Data) async throws -> (status: Int, 
         var buffer = ByteBuffer()
         buffer.writeBytes(body)
         let response = try await client.post(uri, body: buffer)
-        var out = response.body
+        var out = response.body ?? ByteBuffer()
         return (Int(response.head.status.code), response.head.headerFields[.contentType] ?? "",
                 Data(out.readBytes(length: out.readableBytes) ?? []))
     }
@@ -119,7 +122,7 @@ func post(_ port: Int, _ uri: String, body: Data) async throws -> (status: Int, 
 func get(_ port: Int, _ uri: String) async throws -> (status: Int, text: String) {
     try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
         let response = try await client.get(uri)
-        var out = response.body
+        var out = response.body ?? ByteBuffer()
         return (Int(response.head.status.code), out.readString(length: out.readableBytes) ?? "")
     }
 }

@@ -7,12 +7,12 @@ import XCTest
 
 /// `GET /v1/stream` over loopback: the edge client end to end, and every stream error path.
 final class StreamRouteTests: XCTestCase {
-    /// The edge client's stream gives the same separated codes as the batch route, with every frame, in order.
-    func testEdgeClientStreamMatchesBatch() async throws {
+    /// The edge client's stream gives exactly the offline `separate --codes` output (and the batch route's), with
+    /// every frame, in order.
+    func testEdgeClientStreamMatchesOfflineSeparation() async throws {
         let dir = try scratchDirectory(self)
-        let codec = try tinyCodec()
-        let server = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()),
-                                          limits: ServerLimits())
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
         let rate = 16000
         let input = try writeWAV(signal(seconds: 1.3, rate: rate, channels: 1), rate: rate, to: (dir as NSString).appendingPathComponent("talk.wav"))
         let bin = (dir as NSString).appendingPathComponent("talk.bin")
@@ -26,14 +26,17 @@ final class StreamRouteTests: XCTestCase {
             return (report, try await post(port, "/v1/separate?prompts=speech,sfx-mix", body: offline))
         }
         let frames = try CodesReader(data: offline).readAll()[0][0].count
+        let expected = try offlineSeparation(bin, prompts: "speech,sfx-mix", dir: dir)
         XCTAssertEqual(report.framesSent, Int64(frames))
         XCTAssertEqual(report.framesReceived, [Int64(frames), Int64(frames)])
         XCTAssertEqual(report.latenciesMs.count, frames)
         XCTAssertGreaterThan(report.upKbps, 0)
         XCTAssertGreaterThan(report.downKbps, report.upKbps)  // two outputs come back for one input
         let container = try StemContainer.decode(batch.body)
-        for (path, entry) in zip(report.codesFiles, container.entries) {
-            XCTAssertEqual(try CodesReader(path: path).readAll(), try CodesReader(data: entry.data).readAll(), path)
+        XCTAssertEqual(report.codesFiles.count, 2)
+        for (p, (path, entry)) in zip(report.codesFiles, container.entries).enumerated() {
+            XCTAssertEqual(try CodesReader(path: path).readAll(), expected[p], path)
+            XCTAssertEqual(try CodesReader(data: entry.data).readAll(), expected[p], path)
         }
         XCTAssertEqual(report.audioFiles.count, 2)
         XCTAssertEqual(try AudioFileReader(path: report.audioFiles[0]).info.frames, Int64(1.3 * Double(rate)))
@@ -42,9 +45,8 @@ final class StreamRouteTests: XCTestCase {
     /// The opus transport: the server decodes the segments, encodes and separates; every frame comes back.
     func testOpusTransport() async throws {
         let dir = try scratchDirectory(self)
-        let codec = try tinyCodec()
-        let server = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()),
-                                          limits: ServerLimits())
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
         let rate = 48000
         let input = try writeWAV(signal(seconds: 1.0, rate: rate, channels: 1), rate: rate, to: (dir as NSString).appendingPathComponent("mic.wav"))
         let report = try await withServer(server) { port in
@@ -62,14 +64,15 @@ final class StreamRouteTests: XCTestCase {
 
     func testStreamErrorPaths() async throws {
         let dir = try scratchDirectory(self)
-        let codec = try tinyCodec()
+        let codec = try fixtureCodec()
         let limits = ServerLimits(maxPrompts: 2, maxStreams: 1, idleSeconds: 0.5, maxMessageBytes: 4096)
-        let server = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()), limits: limits)
-        let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir)
+        let server = try SeparationServer(engine: try codecEngine(), limits: limits)
+        let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir).bytes
         let header = try CodesReader(data: codes).header
         let headerBytes = try CodesFraming.header(header)
-        var foreign = header
-        foreign.codec = CodecIdentity(name: "elsewhere", weightsHash: [UInt8](repeating: 1, count: 32))
+        var other = header
+        other.codec = CodecIdentity(name: "elsewhere", weightsHash: [UInt8](repeating: 1, count: 32))
+        let foreign = other
         let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
         try await withServer(server) { port in
             func expect(_ messages: [StreamReply], kind: String, close: Int, _ line: UInt = #line) async throws {
@@ -113,10 +116,9 @@ final class StreamRouteTests: XCTestCase {
     /// SIGTERM-style graceful shutdown lets an open stream finish and refuses new ones meanwhile.
     func testDrainFinishesOpenStreams() async throws {
         let dir = try scratchDirectory(self)
-        let codec = try tinyCodec()
-        let server = try SeparationServer(engine: SeparationEngine(spectral: nil, codec: codec, codesSeparator: ShiftSeparator.factory()),
-                                          limits: ServerLimits(idleSeconds: 5), drainSeconds: 5)
-        let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir)
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits(idleSeconds: 5), drainSeconds: 5)
+        let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir).bytes
         let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
         let split = codes.count / 2
         try await withServer(server) { port in
@@ -127,7 +129,8 @@ final class StreamRouteTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(100))
             let refused = try await converse(port, [start])
             XCTAssertEqual(refused.closeCode, 4503)
-            XCTAssertTrue((try await get(port, "/healthz")).text.contains("draining"))
+            let health = try await get(port, "/healthz")
+            XCTAssertTrue(health.text.contains("draining"), health.text)
             let finished = try await open
             XCTAssertEqual(finished.closeCode, 1000, "\(finished.texts)")
             XCTAssertTrue(finished.texts.last?.contains("\"type\":\"done\"") ?? false)
