@@ -30,6 +30,26 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
+/// Options of the codec path (`separate --codes`, `separate --path codec`, `eval --path codec|both`).
+struct CodecPathOptions: ParsableArguments {
+    @Option(help: "Codec weights for the codec path (default: the embedded codec); must be the codec that made the codes.")
+    var codec: String?
+
+    @Option(help: "Codec-path masker (.safetensors; default: Models/codec-masker/model.safetensors).")
+    var masker: String?
+
+    @Option(help: "Codebooks to encode with on the codec path (default: all).")
+    var codebooks: Int?
+
+    /// The codec and the masker (defaults: the embedded files), after checking `--codebooks`.
+    func open() throws -> (CodecHandle, MaskerHandle) {
+        if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
+        let codecHandle = try openCodec(codec)
+        let maskerHandle = try masker.map { path throws(PipelineError) in try MaskerHandle.open(path) } ?? MaskerHandle.openDefault()
+        return (codecHandle, maskerHandle)
+    }
+}
+
 /// A one-line error for the user.
 struct CLIError: Error, CustomStringConvertible {
     let description: String
@@ -54,16 +74,33 @@ func printError(_ text: String) {
 }
 
 struct Separate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Separate an audio file into one file per prompt.")
+    static let configuration = CommandConfiguration(
+        abstract: "Separate an audio file (or a codes file) into one file per prompt.",
+        discussion: """
+        Spectral path (default): INPUT → DIR/<prompt>.<ext>.
+        Codec path: --codes IN.bin → DIR/<prompt>.bin (codes of the same codec; audio only with --decode),
+        or INPUT --path codec → encode, separate, decode: DIR/<prompt>.bin and DIR/<prompt>.wav.
+        """)
 
     @Argument(help: "Input audio (WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF; any rate and channel count).")
-    var input: String
+    var input: String?
+
+    @Option(help: "Separate this codes file (.bin from 'tuss-codec encode') instead of audio: codes in, codes out.")
+    var codes: String?
 
     @Option(help: "Comma-separated prompts, e.g. speech,sfx-mix or vocals,other or speech,speech.")
     var prompts: String
 
+    @Option(help: "Separation path for audio input: spectral (TUSS) or codec (encode, mask the latent, decode).")
+    var path: String = "spectral"
+
     @Option(help: "TUSS model: an official release directory, a .pth beside hparams.yaml, or a .safetensors file (default: the embedded model).")
     var model: String?
+
+    @OptionGroup var codecPath: CodecPathOptions
+
+    @Flag(help: "With --codes: also decode every output to DIR/<prompt>.wav.")
+    var decode = false
 
     @Option(name: .shortAndLong, help: "Output folder (default: a folder named after the input, in the current directory).")
     var output: String?
@@ -80,7 +117,7 @@ struct Separate: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
-    @Flag(help: "Also write DIR/spectrograms.png: the mixture and every output, stacked and labelled.")
+    @Flag(help: "Also write DIR/spectrograms.png: the mixture and every output, stacked and labelled (codes input: with --decode).")
     var plot = false
 
     @OptionGroup var compute: ComputeOptions
@@ -89,29 +126,85 @@ struct Separate: ParsableCommand {
         try reportingErrors {
             try compute.apply()
             let list = try Prompt.parseList(prompts)
+            if let codes {
+                guard input == nil else { throw CLIError("give an input audio file or --codes FILE, not both") }
+                try separateCodes(codes, list)
+                return
+            }
+            guard let input else { throw CLIError("give an input audio file, or --codes FILE to separate a codes file") }
             guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
-            let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
-            let tuss = try ModelFile.open(modelPath).tussModel()
-            let separator = try SpectralSeparator(model: tuss, options: SeparationOptions(
-                chunkSeconds: chunk, overlapSeconds: overlap, float32: float32, quiet: quiet))
-            for w in Prompt.warnings(for: list) { printError(w) }
+            if decode { throw CLIError("--decode applies to --codes input; audio input is always written as audio") }
             let stem = ((input as NSString).lastPathComponent as NSString).deletingPathExtension
             let dir = output ?? stem
-            let report = try separator.separateFile(input: input, prompts: list, outputDirectory: dir)
-            for (path, clipped) in zip(report.outputs, report.clippedSamples) {
-                print(path)
-                if clipped > 0 { printError("warning: \(clipped) samples clipped in \(path); use --float to keep them") }
+            switch path {
+            case "spectral":
+                try separateSpectral(input, list, dir)
+            case "codec":
+                let (codecHandle, maskerHandle) = try codecPath.open()
+                for w in Prompt.warnings(for: list) { printError(w) }
+                let r = try CodesSeparation.separateAudioFile(input: input, outputDirectory: dir, prompts: list, codec: codecHandle,
+                                                              masker: maskerHandle, codebooks: codecPath.codebooks, float32: float32)
+                report(r)
+                try writePlot(dir, mixture: input, outputs: r.audio, prompts: list)
+            default:
+                throw CLIError("unknown --path '\(path)'; use spectral or codec")
             }
-            if plot {
-                let png = (dir as NSString).appendingPathComponent("spectrograms.png")
-                let names = ["mixture"] + Prompt.outputNames(for: list)
-                try SpectrogramPlot.plotFiles([input] + report.outputs, labels: names, output: png)
-                print(png)
-            }
-            if !quiet {
-                printError(String(format: "separated %.1f s of audio in %.1f s (%.2fx real time)",
-                                  report.inputSeconds, report.wallSeconds, report.inputSeconds / max(report.wallSeconds, 1e-9)))
-            }
+        }
+    }
+
+    func separateCodes(_ codes: String, _ list: [Prompt]) throws {
+        guard FileManager.default.fileExists(atPath: codes) else { throw CLIError("codes file not found: \(codes)") }
+        if path != "spectral" && path != "codec" { throw CLIError("unknown --path '\(path)'; use spectral or codec") }
+        if codecPath.codebooks != nil {
+            throw CLIError("--codebooks applies to audio input (--path codec); a codes file keeps its own codebook count")
+        }
+        if plot && !decode { throw CLIError("--plot needs audio outputs: add --decode") }
+        let (codecHandle, maskerHandle) = try codecPath.open()
+        for w in Prompt.warnings(for: list) { printError(w) }
+        let dir = output ?? ((codes as NSString).lastPathComponent as NSString).deletingPathExtension
+        let r = try CodesSeparation.separateFile(input: codes, outputDirectory: dir, prompts: list, codec: codecHandle,
+                                                 masker: maskerHandle, decode: decode, float32: float32)
+        report(r)
+        try writePlot(dir, mixture: nil, outputs: r.audio, prompts: list)
+    }
+
+    /// With `--plot`, writes and prints `DIR/spectrograms.png`: the mixture (when there is audio of it) and the outputs.
+    func writePlot(_ dir: String, mixture: String?, outputs: [String], prompts list: [Prompt]) throws {
+        guard plot else { return }
+        let png = (dir as NSString).appendingPathComponent("spectrograms.png")
+        let files = (mixture.map { [$0] } ?? []) + outputs
+        let labels = (mixture == nil ? [] : ["mixture"]) + Prompt.outputNames(for: list)
+        try SpectrogramPlot.plotFiles(files, labels: labels, output: png)
+        print(png)
+    }
+
+    func report(_ r: CodesSeparationReport) {
+        for path in r.codes { print(path) }
+        for (path, clipped) in zip(r.audio, r.clippedSamples) {
+            print(path)
+            if clipped > 0 { printError("warning: \(clipped) samples clipped in \(path); use --float to keep them") }
+        }
+        if !quiet {
+            printError(String(format: "separated %lld frames (%.1f s of audio) in %.2f s (%.0fx real time)",
+                              r.frames, r.seconds, r.wallSeconds, r.seconds / max(r.wallSeconds, 1e-9)))
+        }
+    }
+
+    func separateSpectral(_ input: String, _ list: [Prompt], _ dir: String) throws {
+        let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
+        let tuss = try ModelFile.open(modelPath).tussModel()
+        let separator = try SpectralSeparator(model: tuss, options: SeparationOptions(
+            chunkSeconds: chunk, overlapSeconds: overlap, float32: float32, quiet: quiet))
+        for w in Prompt.warnings(for: list) { printError(w) }
+        let report = try separator.separateFile(input: input, prompts: list, outputDirectory: dir)
+        for (path, clipped) in zip(report.outputs, report.clippedSamples) {
+            print(path)
+            if clipped > 0 { printError("warning: \(clipped) samples clipped in \(path); use --float to keep them") }
+        }
+        try writePlot(dir, mixture: input, outputs: report.outputs, prompts: list)
+        if !quiet {
+            printError(String(format: "separated %.1f s of audio in %.1f s (%.2fx real time)",
+                              report.inputSeconds, report.wallSeconds, report.inputSeconds / max(report.wallSeconds, 1e-9)))
         }
     }
 }
@@ -267,10 +360,10 @@ struct Convert: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure throughput: kernels, the TUSS forward, the codec.",
+        abstract: "Measure throughput: kernels, the TUSS forward, the codec, the codec-path masker.",
         discussion: "Figures are printed next to the sgemm peak measured in the same run.")
 
-    @Argument(help: "What to measure: kernels, tuss or codec.")
+    @Argument(help: "What to measure: kernels, tuss, codec or masker.")
     var target: String
 
     @Option(help: "TUSS model for 'tuss' (default: ../shared/reference/tuss-medium if present, else the embedded model).")
@@ -279,8 +372,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Codec weights for 'codec' (repeatable; default: the official 16 kHz and 44.1 kHz sizes with random weights).")
     var codec: [String] = []
 
-    @Option(help: "Comma-separated prompts for 'tuss'.")
-    var prompts: String = "speech,sfx-mix,music-mix"
+    @Option(help: "Masker for 'masker' (default: a random-weight masker of the default size for --codec's latent, else 256 channels).")
+    var masker: String?
+
+    @Option(help: "Comma-separated prompts for 'tuss' (default speech,sfx-mix,music-mix) and 'masker' (default speech).")
+    var prompts: String?
 
     @Option(help: "Seconds of audio per run.")
     var seconds: Double?
@@ -297,7 +393,9 @@ struct Bench: ParsableCommand {
                 let path = try model ?? Self.sharedReference("tuss-medium") ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
                 let tuss = try ModelFile.open(path).tussModel()
                 print("model: \(path)")
-                print(try Benchmarks.tuss(tuss, seconds: seconds ?? 6, prompts: Prompt.parseList(prompts)))
+                print(try Benchmarks.tuss(tuss, seconds: seconds ?? 6, prompts: Prompt.parseList(prompts ?? "speech,sfx-mix,music-mix")))
+            case "masker":
+                try benchMasker()
             case "codec":
                 if codec.isEmpty {
                     // The official 16 kHz and 44.1 kHz DAC sizes, with random weights (timing does not depend on them).
@@ -316,9 +414,30 @@ struct Bench: ParsableCommand {
                     print(Benchmarks.codec(dac, seconds: seconds ?? 10, label: p))
                 }
             default:
-                throw CLIError("unknown bench target '\(target)'; use kernels, tuss or codec")
+                throw CLIError("unknown bench target '\(target)'; use kernels, tuss, codec or masker")
             }
         }
+    }
+
+    func benchMasker() throws {
+        guard codec.count <= 1 else { throw CLIError("bench masker takes at most one --codec") }
+        let list = try Prompt.parseList(prompts ?? "speech")
+        let handle = try codec.first.map { path throws(PipelineError) in try CodecHandle.open(path) }
+        let frameRate = handle?.codec.config.frameRate ?? 50
+        let latent: LatentMasker, label: String
+        if let masker {
+            let m = try MaskerHandle.open(masker)
+            if let handle { try m.requireCodec(handle) }
+            latent = m.masker
+            label = masker
+        } else {
+            let config = LatentMaskerConfig(latentDim: handle?.codec.config.latentDim ?? 256, prompts: Prompt.all.map(\.name),
+                                            codecName: "random", codecHash: String(repeating: "0", count: 64))
+            latent = try LatentMasker(randomWeightsFor: config)
+            label = "default masker size (random weights)"
+        }
+        print(Benchmarks.masker(latent, label: label, frameRate: frameRate, seconds: seconds ?? 60, prompts: list,
+                                quantizer: handle?.codec.quantizer, codebooks: handle?.codec.config.codebooks ?? 0))
     }
 
     static func sharedReference(_ relative: String) -> String? {
@@ -336,11 +455,13 @@ struct Eval: ParsableCommand {
     @Option(help: "The manifest: a JSON array of {task, item, mixture, prompts, references}, paths relative to it.")
     var manifest: String
 
-    @Option(help: "Separation path. Only 'spectral' is available until the latent masker lands.")
+    @Option(help: "Separation path: spectral, codec (encode, mask the codes, decode), or both (SI-SDRi side by side).")
     var path: String = "spectral"
 
     @Option(help: "TUSS model (default: the embedded model).")
     var model: String?
+
+    @OptionGroup var codecPath: CodecPathOptions
 
     @Option(help: "Only these tasks (comma-separated, e.g. se,ss).")
     var tasks: String?
@@ -359,20 +480,42 @@ struct Eval: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try compute.apply()
-            guard path == "spectral" else {
-                throw CLIError("--path \(path) is not available: the codec-path masker is not built yet; use --path spectral")
+            guard ["spectral", "codec", "both"].contains(path) else {
+                throw CLIError("unknown --path '\(path)'; use spectral, codec or both")
             }
-            let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
-            let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
-                                                  options: SeparationOptions(chunkSeconds: chunk, quiet: true))
             let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
-            let scores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected) { done, total in
+            let progress: (Int, Int) -> Void = { done, total in
                 if !quiet && isatty(STDERR_FILENO) == 1 {
                     FileHandle.standardError.write(Data("\revaluating \(done)/\(total)".utf8))
                     if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
                 }
             }
-            print(Evaluation.table(scores))
+            var codecSeparator: CodecPathSeparator?
+            if path != "spectral" {
+                let (codecHandle, maskerHandle) = try codecPath.open()
+                codecSeparator = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: codecPath.codebooks)
+            }
+            var spectralScores: [EvaluationScore] = [], codecScores: [EvaluationScore] = []
+            if path != "codec" {
+                let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
+                let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
+                                                      options: SeparationOptions(chunkSeconds: chunk, quiet: true))
+                spectralScores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected, progress: progress)
+            }
+            if let codecSeparator {
+                codecScores = try Evaluation.run(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
+            }
+            let scores = spectralScores + codecScores
+            if path == "both" {
+                print("spectral path:")
+                print(Evaluation.table(spectralScores))
+                print("codec path:")
+                print(Evaluation.table(codecScores))
+                print("SI-SDRi side by side:")
+                print(Evaluation.comparisonTable(spectral: spectralScores, codec: codecScores))
+            } else {
+                print(Evaluation.table(scores))
+            }
             if let json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -132,4 +132,49 @@ public enum Benchmarks {
                    seconds, decodeSeconds, decodeSeconds / seconds, cost.decode / 1e9, decG, 100 * decG / peak, peak),
         ].joined(separator: "\n")
     }
+
+    /// `tuss-codec bench masker`: the latent masker offline over `seconds` of latent frames, and streamed one frame
+    /// per push as a server would; with a codec, also the re-quantisation of each prompt's latent.
+    public static func masker(_ masker: LatentMasker, label: String, frameRate: Double, seconds: Double,
+                              prompts: [Prompt], quantizer: ResidualVectorQuantizer?, codebooks: Int) -> String {
+        let c = masker.config
+        let frames = max(1, Int((seconds * frameRate).rounded()))
+        let latent = Tensor(shape: [c.latentDim, frames], data: random(c.latentDim * frames, seed: 14))
+        let offline = time(repeats: 2) { _ = masker.separate(latent, prompts: prompts) }
+        let streamFrames = min(frames, Int(frameRate * 10))
+        let streamSeconds = Double(streamFrames) / frameRate
+        // Pushes of one frame (lowest latency) and of 10 frames (200 ms at 50 frames/s), as a server might.
+        let streamed = [1, 10].map { per in
+            (per, time(repeats: 1) {
+                var stream = masker.makeStream(prompts: prompts)
+                for t0 in stride(from: 0, to: streamFrames, by: per) {
+                    let n = min(per, streamFrames - t0)
+                    var piece = Tensor(zeros: [c.latentDim, n])
+                    for ch in 0..<c.latentDim { for t in 0..<n { piece.data[ch * n + t] = latent.data[ch * frames + t0 + t] } }
+                    _ = stream.push(piece)
+                }
+            })
+        }
+        let cost = ModelCost.masker(c, frames: frames, prompts: prompts.count)
+        let total = cost.shared + Double(prompts.count) * cost.perPrompt
+        let one = ModelCost.masker(c, frames: frames, prompts: 1)
+        var lines = [
+            "\(label): latent \(c.latentDim), D \(c.modelDim), \(c.heads) heads, FFN \(c.ffnDim), \(c.jointLayers) joint + \(c.filmLayers) FiLM layers, window \(c.window) frames",
+            String(format: "threads: %d; %.1f s of latent at %.2f frames/s; %d prompt%@ (%@)", ComputeThreads.count, seconds, frameRate,
+                   prompts.count, prompts.count == 1 ? "" : "s", prompts.map(\.name).joined(separator: ",")),
+            String(format: "compute: %.4f GMAC per second of audio for one prompt (shared %.4f + per prompt %.4f); %.4f for these prompts",
+                   (one.shared + one.perPrompt) / seconds / 1e9, cost.shared / seconds / 1e9, cost.perPrompt / seconds / 1e9, total / seconds / 1e9),
+            String(format: "offline: %.3f s (real-time factor %.4f, %.0fx faster than real time)", offline, offline / seconds, seconds / offline),
+        ]
+        for (per, wall) in streamed {
+            lines.append(String(format: "streamed %d frame%@ per push (%.1f s): %.3f s (real-time factor %.4f, %.0fx faster than real time)",
+                                per, per == 1 ? "" : "s", streamSeconds, wall, wall / streamSeconds, streamSeconds / wall))
+        }
+        if let quantizer {
+            let books = min(codebooks, quantizer.codebookCount)
+            let rvq = time(repeats: 2) { _ = quantizer.quantize(latent, codebooks: books) }
+            lines.append(String(format: "re-quantisation (%d codebooks) per prompt: %.3f s (real-time factor %.4f)", books, rvq, rvq / seconds))
+        }
+        return lines.joined(separator: "\n")
+    }
 }

@@ -5,7 +5,9 @@ import TussTensor
 
 /// A latent masker ready to use, with the file it came from.
 public struct MaskerHandle: Sendable {
+    /// The loaded model.
     public let masker: LatentMasker
+    /// The file it was read from (named in error messages).
     public let path: String
 
     /// Opens a masker file (`tuss-codec.kind` = `masker`).
@@ -15,7 +17,14 @@ public struct MaskerHandle: Sendable {
 
     /// Opens the default masker (`Models/codec-masker/model.safetensors`), or fails naming the missing file.
     public static func openDefault() throws(PipelineError) -> MaskerHandle {
-        try open(DefaultModels.path(DefaultModels.masker, what: "codec-path masker"))
+        guard let root = DefaultModels.root() else {
+            throw .notFound("the default codec-path masker (\(DefaultModels.masker)) was not found: run from the tuss-codec checkout, set TUSS_CODEC_HOME, or pass --masker FILE")
+        }
+        let path = (root as NSString).appendingPathComponent(DefaultModels.masker)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw .notFound("the default codec-path masker is missing: \(path) does not exist (train it with Training/masker/train_masker.py, or pass --masker FILE)")
+        }
+        return try open(path)
     }
 
     /// Refuses a codec this masker was not trained on: a different latent width, or different weights.
@@ -36,6 +45,7 @@ public struct MaskerHandle: Sendable {
 /// Each push dequantizes the codes, masks the latent once per prompt (lookahead 0, so every frame comes back at
 /// once) and quantizes every masked latent with as many codebooks as the input has.
 public struct CodesSeparator: Sendable {
+    /// The prompts, in output order.
     public let prompts: [Prompt]
     let quantizer: ResidualVectorQuantizer
     var stream: LatentMaskerStream
@@ -57,9 +67,12 @@ public struct CodesSeparator: Sendable {
     public var position: Int { stream.position }
 
     /// Codes `[codebook][frame]` in (at most the codec's codebooks are used) → per prompt `[codebook][frame]`.
+    ///
+    /// Rows must have equal lengths, as every `CodesChunk` from a reader or parser has.
     public mutating func push(_ codes: [[Int32]]) -> [[[Int32]]] {
         let books = min(codes.count, quantizer.codebookCount)
         let frames = codes.first?.count ?? 0
+        precondition(codes.allSatisfy { $0.count == frames }, "CodesSeparator: codebook rows of different lengths")
         guard books > 0, frames > 0 else {
             return [[[Int32]]](repeating: [[Int32]](repeating: [], count: books), count: prompts.count)
         }
@@ -80,6 +93,7 @@ public struct CodesSeparationReport: Sendable {
     public var frames: Int64
     /// Duration of the original audio.
     public var seconds: Double
+    /// Time the separation took.
     public var wallSeconds: Double
 }
 
@@ -108,7 +122,7 @@ public enum CodesSeparation {
             let config = codec.codec.config
             guard header.sampleRate == config.sampleRate, header.hopLength == config.hopLength,
                   header.codebookSize == config.codebookSize, header.codebooks <= config.codebooks else {
-                throw PipelineError.badInput("\(input): codes (\(header.sampleRate) Hz, hop \(header.hopLength), \(header.codebooks) × \(header.codebookSize)) do not fit codec \(codec.path)")
+                throw PipelineError.badInput("\(input): codes have \(header.codebooks) codebooks × \(header.codebookSize) at \(header.sampleRate) Hz / hop \(header.hopLength); codec \(codec.path) has \(config.codebooks) × \(config.codebookSize) at \(config.sampleRate) Hz / hop \(config.hopLength): pass the codec that encoded them with --codec")
             }
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
             let names = Prompt.outputNames(for: prompts)
@@ -144,6 +158,26 @@ public enum CodesSeparation {
         }
     }
 
+    /// Encode → separate → decode in one go: `DIR/<prompt>.bin` and `DIR/<prompt>.wav` for an audio file
+    /// (`separate INPUT --path codec`). The mixture's codes go through a hidden temporary file in `DIR`.
+    public static func separateAudioFile(input: String, outputDirectory: String, prompts: [Prompt], codec: CodecHandle,
+                                         masker: MaskerHandle, codebooks: Int?, float32: Bool) throws(PipelineError) -> CodesSeparationReport {
+        let started = Date()
+        _ = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+        do {
+            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw .failed("cannot create \(outputDirectory): \(error.localizedDescription)")
+        }
+        let temporary = (outputDirectory as NSString).appendingPathComponent(".mixture-\(UUID().uuidString).bin")
+        defer { try? FileManager.default.removeItem(atPath: temporary) }
+        _ = try CodecPipeline.encodeFile(input: input, output: temporary, codec: codec, codebooks: codebooks)
+        var report = try separateFile(input: temporary, outputDirectory: outputDirectory, prompts: prompts, codec: codec,
+                                      masker: masker, decode: true, float32: float32)
+        report.wallSeconds = Date().timeIntervalSince(started)
+        return report
+    }
+
     /// The next chunk, with damage reported against the input's path.
     static func nextChunk(_ reader: CodesReader, _ input: String) throws(PipelineError) -> CodesChunk? {
         do {
@@ -151,5 +185,47 @@ public enum CodesSeparation {
         } catch {
             throw .badInput("\(input): \(error)")
         }
+    }
+}
+
+/// The codec path on in-memory audio (evaluation): per channel, resample to the codec rate, encode, separate the
+/// codes, decode every prompt's codes, resample back and cut to the input length.
+public struct CodecPathSeparator: Sendable {
+    /// The codec that encodes the mixture and decodes every output.
+    public let codec: CodecHandle
+    /// The masker trained for that codec.
+    public let masker: MaskerHandle
+    /// Codebooks to encode with (nil: all of the codec's).
+    public let codebooks: Int?
+
+    /// Refuses a masker that was not trained on `codec`.
+    public init(codec: CodecHandle, masker: MaskerHandle, codebooks: Int? = nil) throws(PipelineError) {
+        try masker.requireCodec(codec)
+        if let codebooks, codebooks < 1 { throw .badInput("--codebooks must be at least 1") }
+        self.codec = codec
+        self.masker = masker
+        self.codebooks = codebooks
+    }
+
+    /// `[channels][samples]` at `sampleRate` → `[prompt][channel][samples]` of the same length.
+    public func separate(_ planar: [[Float]], sampleRate: Int, prompts: [Prompt]) throws(PipelineError) -> [[[Float]]] {
+        let length = planar.first?.count ?? 0
+        let rate = codec.codec.config.sampleRate
+        var out = [[[Float]]](repeating: [], count: prompts.count)
+        do {
+            for channel in planar {
+                let x = sampleRate == rate ? channel : try Resampler.resample([channel], from: sampleRate, to: rate)[0]
+                let codes = codec.codec.encode(x, codebooks: codebooks)
+                var separator = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+                for (p, sourceCodes) in separator.push(codes).enumerated() {
+                    let y = fitLength(codec.codec.decode(sourceCodes), x.count)
+                    let back = sampleRate == rate ? y : try Resampler.resample([y], from: rate, to: sampleRate)[0]
+                    out[p].append(fitLength(back, length))
+                }
+            }
+        } catch {
+            throw pipelineError(error)
+        }
+        return out
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import TussWeights
+import TussModels
 
 /// Writes an opened model as one safetensors file with its configuration in the metadata.
 public enum ModelConverter {
@@ -80,6 +81,12 @@ public struct ModelDescription: Sendable {
             s.append(("hop", "\(hop) samples (\(String(format: "%.2f", Double(sr) / Double(max(hop, 1)))) frames/s)"))
             s.append(("codebooks", "\(n) × \(size)"))
             s.append(("max bitrate", String(format: "%.2f kbps", Double(n * bits) * Double(sr) / Double(max(hop, 1)) / 1000)))
+        } else if file.kind == .masker, let c = file.config, let m = try? LatentMaskerConfig(json: c) {
+            s.append(("latent", "\(m.latentDim) channels"))
+            s.append(("transformer", "D \(m.modelDim), \(m.heads) heads, FFN \(m.ffnDim), \(m.jointLayers) joint + \(m.filmLayers) FiLM layers"))
+            s.append(("window", "\(m.window) frames (causal, lookahead 0)"))
+            s.append(("prompts", "\(m.prompts.joined(separator: ", ")) (at most \(m.maxPrompts) per call)"))
+            s.append(("codec", "\(m.codecName) (weights sha256 \(m.codecHash.prefix(16))…)"))
         }
         summary = s
     }

@@ -31,6 +31,8 @@ public struct EvaluationScore: Codable, Sendable {
     public var si_sdr_mixture: Double?
     public var si_sdr_improvement: Double?
     public var sdr: Double?
+    /// Which separation path made the estimate (`spectral` or `codec`).
+    public var path: String? = nil
 }
 
 /// Runs a separator over a manifest and scores every output (permutation-invariant within repeated prompts).
@@ -86,6 +88,23 @@ public enum Evaluation {
     /// Separates and scores every item (optionally only some tasks) with the spectral path.
     public static func run(manifest path: String, separator: SpectralSeparator, tasks: Set<String>?,
                            progress: ((Int, Int) -> Void)? = nil) throws(PipelineError) -> [EvaluationScore] {
+        try run(manifest: path, label: "spectral", tasks: tasks, progress: progress) { (x, rate, prompts) throws(PipelineError) in
+            try separator.separate(x, sampleRate: rate, prompts: prompts)
+        }
+    }
+
+    /// Separates and scores every item with the codec path (encode, mask the codes, decode).
+    public static func run(manifest path: String, separator: CodecPathSeparator, tasks: Set<String>?,
+                           progress: ((Int, Int) -> Void)? = nil) throws(PipelineError) -> [EvaluationScore] {
+        try run(manifest: path, label: "codec", tasks: tasks, progress: progress) { (x, rate, prompts) throws(PipelineError) in
+            try separator.separate(x, sampleRate: rate, prompts: prompts)
+        }
+    }
+
+    /// Separates every item with `separate` (`[channels][samples]`, rate, prompts → `[prompt][channel][samples]`)
+    /// and scores the outputs, tagging each score with `label`.
+    static func run(manifest path: String, label: String, tasks: Set<String>?, progress: ((Int, Int) -> Void)?,
+                    separate: ([[Float]], Int, [Prompt]) throws(PipelineError) -> [[[Float]]]) throws(PipelineError) -> [EvaluationScore] {
         let items = try loadManifest(path).filter { tasks?.contains($0.task) ?? true }
         guard !items.isEmpty else { throw .badInput("\(path): no items\(tasks.map { " for tasks \($0.sorted().joined(separator: ","))" } ?? "")") }
         let base = (path as NSString).deletingLastPathComponent
@@ -99,16 +118,46 @@ public enum Evaluation {
                 let prompts = try item.prompts.map { try Prompt(parsing: $0) }
                 let (mixture, rate) = try readAudio(resolve(item.mixture), rate: nil)
                 let references = try item.references.map { try readAudio(resolve($0), rate: rate).planar.map { fitLength($0, mixture[0].count) } }
-                let estimates = try separator.separate(mixture, sampleRate: rate, prompts: prompts)
+                let estimates = try separate(mixture, rate, prompts)
                 var normalized = item
                 normalized.prompts = prompts.map(\.name)
-                scores += score(item: normalized, mixture: mixture, estimates: estimates, references: references)
+                scores += score(item: normalized, mixture: mixture, estimates: estimates, references: references).map {
+                    var s = $0
+                    s.path = label
+                    return s
+                }
             } catch {
                 throw pipelineError(error, context: "\(item.task)/\(item.item)")
             }
             progress?(n + 1, items.count)
         }
         return scores
+    }
+
+    /// SI-SDRi of two paths side by side, per task and prompt (mean over the same items), for `eval --path both`.
+    public static func comparisonTable(spectral: [EvaluationScore], codec: [EvaluationScore]) -> String {
+        func mean(_ scores: [EvaluationScore]) -> String {
+            let v = scores.compactMap(\.si_sdr_improvement)
+            return v.isEmpty ? "n/a" : String(format: "%.2f", v.reduce(0, +) / Double(v.count))
+        }
+        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
+            let fill = String(repeating: " ", count: max(0, n - s.count))
+            return left ? fill + s : s + fill
+        }
+        var lines = [pad("task", 6) + " " + pad("prompt", 10) + " " + pad("n", 5, left: true) + " "
+                     + pad("spectral SI-SDRi", 17, left: true) + " " + pad("codec SI-SDRi", 14, left: true)]
+        for task in Array(Set(spectral.map(\.task) + codec.map(\.task))).sorted() {
+            let a = spectral.filter { $0.task == task }, b = codec.filter { $0.task == task }
+            var prompts: [String] = []
+            for s in a + b where !prompts.contains(s.prompt) { prompts.append(s.prompt) }
+            for prompt in prompts + ["all"] {
+                let pa = prompt == "all" ? a : a.filter { $0.prompt == prompt }
+                let pb = prompt == "all" ? b : b.filter { $0.prompt == prompt }
+                lines.append(pad(task, 6) + " " + pad(prompt, 10) + " " + pad("\(max(pa.count, pb.count))", 5, left: true) + " "
+                             + pad(mean(pa), 17, left: true) + " " + pad(mean(pb), 14, left: true))
+            }
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// A table per task and prompt: count, mean and median of SI-SDR, SI-SDRi and SDR.

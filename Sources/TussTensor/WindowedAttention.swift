@@ -7,9 +7,11 @@ import Glibc
 /// The frequencies `θ_p = base^(−2p/dim)` and the angles `position·θ_p` are formed in Double and only the cosine and
 /// sine are rounded to Float, so the rotation at frame 180 000 is as exact as at frame 0.
 public struct ExactRotaryTable: Sendable {
-    /// `[count, headDim/2]` cosines and sines for positions `start ..< start+count`.
+    /// `[count, headDim/2]` cosines for positions `start ..< start+count`.
     public let cos: [Float]
+    /// `[count, headDim/2]` sines, laid out as `cos`.
     public let sin: [Float]
+    /// The rotated head dimension.
     public let headDim: Int
 
     /// Builds the table for `count` consecutive positions from `start`.
@@ -61,8 +63,11 @@ public struct ExactRotaryTable: Sendable {
 public enum WindowedAttention {
     /// Row-major operands of one call: pointers to the first row and the distance between rows (in floats).
     public struct Operand {
+        /// The first row.
         public let base: UnsafePointer<Float>
+        /// Floats from one row to the next.
         public let stride: Int
+        /// Describes rows starting at `base`, `stride` floats apart.
         public init(_ base: UnsafePointer<Float>, stride: Int) {
             self.base = base
             self.stride = stride

@@ -75,6 +75,7 @@ final class MaskerParityTests: XCTestCase {
                     nearTies += 1
                 }
             }
+            if ProcessInfo.processInfo.environment["TUSS_PRINT_ERRORS"] != nil { print("masker parity case \(key): \(nearTies) frames with near-tie code differences") }
             XCTAssertLessThanOrEqual(nearTies, 2, "case \(key): \(nearTies) frames differ at near-ties")
         }
     }

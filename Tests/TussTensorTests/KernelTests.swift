@@ -28,7 +28,7 @@ final class KernelTests: XCTestCase {
 
     func testGemmAllTransposesAgainstNaiveLoops() {
         var rng = TestRNG(1)
-        for (m, n, k) in [(3, 5, 7), (130, 70, 33), (64, 600, 40), (700, 90, 50)] {
+        for (m, n, k) in [(3, 5, 7), (130, 70, 33), (64, 600, 40), (700, 90, 50), (1, 37, 19), (1, 5, 300)] {
             for transA in [false, true] {
                 for transB in [false, true] {
                     let a = rng.array(m * k), b = rng.array(k * n), c0 = rng.array(m * n)

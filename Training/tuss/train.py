@@ -300,6 +300,26 @@ def refresh_fixture(model_path: Path, fixture_dir: Path):
         print(f"fixture refresh failed: {exc!r}", flush=True)
 
 
+def apply_step(model, opt, total: float, clip: float, step: int) -> bool:
+    """Clips and applies the accumulated gradients when the step's loss is finite; returns whether it did."""
+    if not math.isfinite(total):
+        print(f"step {step}: non-finite loss, skipping", flush=True)
+        opt.zero_grad(set_to_none=True)
+        return False
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    return True
+
+
+def advance(state: dict, items, sample_rate: int, t_last: float) -> float:
+    """Counts one finished step in `state` (step, wall time since `t_last`, audio seen); returns the new `t_last`."""
+    now = time.time()
+    state["wall_s"] += now - t_last
+    state["step"] += 1
+    state["audio_seconds"] += sum(m.shape[-1] for m, _, _ in items) / sample_rate
+    return now
+
+
 def lr_at(step, base_lr, warmup, scale):
     return base_lr * scale * min(1.0, (step + 1) / max(1, warmup))
 
@@ -467,19 +487,10 @@ def main(argv=None):
             loss, _ = pit_snr_loss(est, src, mix, plist)
             (loss * len(grp) / len(items)).backward()
             total += float(loss.detach()) * len(grp) / len(items)
-        if not math.isfinite(total):
-            print(f"step {step}: non-finite loss, skipping", flush=True)
-            opt.zero_grad(set_to_none=True)
-        else:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            opt.step()
+        if apply_step(model, opt, total, args.clip, step):
             loss_acc += total
             loss_n += 1
-        now = time.time()
-        state["wall_s"] += now - t_last
-        t_last = now
-        state["step"] += 1
-        state["audio_seconds"] += sum(m.shape[-1] for m, _, _ in items) / args.sample_rate
+        t_last = advance(state, items, args.sample_rate, t_last)
         if state["step"] % 20 == 0:
             print(f"step {state['step']} loss {loss_acc / max(1, loss_n):.2f} "
                   f"({state['wall_s'] / max(1, state['step']):.2f} s/step avg, data {data_s:.1f}s)", flush=True)

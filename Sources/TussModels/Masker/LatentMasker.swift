@@ -67,6 +67,7 @@ struct MaskerLayer: Sendable {
 /// Each prompt's output token gives FiLM scale and shift for `filmLayers` frame layers; a head then yields an
 /// unbounded mask on the latent.
 public struct LatentMasker: Sendable {
+    /// The sizes, prompt vocabulary and codec identity the model was built with.
     public let config: LatentMaskerConfig
     let inputProj: Linear
     let startToken: [Float]

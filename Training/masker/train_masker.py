@@ -1,0 +1,277 @@
+"""Train the codec-path latent masker on CPU against a frozen codec (seeded, resumable, 1 thread).
+
+    # smoke test without the data pipeline or a trained codec (random tiny codec, 3 steps, scratch outputs)
+    python3 Training/masker/train_masker.py --run smoke --synthetic --random-codec --max-steps 3 --val-items 2 \
+        --val-every-sec 0 --log /tmp/masker-smoke/log.csv --export /tmp/masker-smoke/model.safetensors \
+        && rm -rf Training/masker/runs/smoke
+    # the real run (after the codec exists), in the background, low priority
+    setsid nohup nice -n 5 python3 Training/masker/train_masker.py --run codec-masker \
+        --codec Codecs/dac-small-16k/codec.safetensors > /tmp/codec-masker.log 2>&1 &
+    # resume it
+    ... train_masker.py --run codec-masker --codec Codecs/dac-small-16k/codec.safetensors --resume
+
+Data: ``data.mixtures.MixtureSampler`` (as Training/tuss/train.py: mixture, prompts, references; item i = step * batch
++ j, so a resumed run continues the same stream), prompt dropout in 25 % of the steps.
+Per item: the mixture is encoded by the frozen codec and quantised with K codebooks (K = all in half the steps,
+else uniform in 1..all, so the masker serves any bitrate); the masker's input is that quantised latent, exactly what
+`dequantize` rebuilds from a codes file. Targets: each reference source encoded and quantised with the same K.
+Loss: latent SNR (snr_with_zero_refs of tuss/train.py on the flattened latents, 30 dB cap), permutation-invariant
+within repeated prompts, plus --l1-weight x the L1 error normalised by the target's mean magnitude (robust to the
+latent's heavy-tailed channels).
+Validation (fixed valid-split mixtures, all codebooks): latent SNR per prompt (dB) and, through requantisation and
+the codec decoder, SI-SDR improvement of the decoded audio per prompt (what `separate --codes --decode` gives).
+The best model (validation latent SNR) is exported with the codec's identity to --export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+TRAINING = HERE.parent
+REPO = TRAINING.parent
+if str(TRAINING) not in sys.path:
+    sys.path.insert(0, str(TRAINING))
+
+from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
+from masker.model import PROMPTS, LatentMasker, canonical, default_config, export  # noqa: E402
+from tuss.train import (advance, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
+                        prompt_dropout, rng_state, set_rng_state, si_sdr, wait_for_index)
+
+DEFAULT_CODEC = REPO / "Codecs" / "dac-small-16k" / "codec.safetensors"
+DEFAULT_EXPORT = REPO / "Models" / "codec-masker" / "model.safetensors"
+DEFAULT_LOG = REPO / "Models" / "codec-masker" / "training-log.csv"
+LOG_FIELDS = (["step", "wall_s", "audio_hours", "train_loss", "lr", "codebooks", "val_latent_snr_mean", "val_sisdri_mean"]
+              + [f"val_latent_snr_{p}" for p in PROMPTS] + [f"val_sisdri_{p}" for p in PROMPTS] + ["val_items", "best"])
+
+
+def append_log(path: Path, row: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+
+
+def latents(codec, audio, codebooks):
+    """Quantised latents (B, C, T) of audio (B, L) with the first `codebooks` codebooks."""
+    return quantize(codec, encode_latent(codec, audio), codebooks)[1]
+
+
+def masker_loss(est, target, mix_latent, prompts, l1_weight):
+    """est, target (B, N, C, T); mix_latent (B, C, T). Returns (loss, perms: est index -> target index)."""
+    b, n = est.shape[:2]
+    snr, perms = pit_snr_loss(est.reshape(b, n, -1), target.reshape(b, n, -1), mix_latent.reshape(b, -1), prompts)
+    matched = torch.stack([target[i, perms[i]] for i in range(b)])
+    l1 = ((est - matched).abs().mean((2, 3)) / (matched.abs().mean((2, 3)) + 1e-6)).mean()
+    return snr + l1_weight * l1, perms
+
+
+@torch.no_grad()
+def validate(model, codec, val_items, decode: bool):
+    model.eval()
+    books = codec.quantizer.n_codebooks
+    snr_per = {p: [] for p in PROMPTS}
+    sdr_per = {p: [] for p in PROMPTS}
+    for mix, prompts, sources in val_items:
+        names = [canonical(p) for p in prompts]
+        z_mix = latents(codec, mix[None], books)
+        target = latents(codec, sources, books)[None]                       # (1, N, C, T)
+        est = model(z_mix, [names])
+        _, perms = pit_snr_loss(est.flatten(2), target.flatten(2), z_mix.flatten(1), [names])
+        order = torch.tensor(perms[0])
+        snr = 10 * torch.log10(target[0, order].pow(2).sum((1, 2)) / ((est[0] - target[0, order]).pow(2).sum((1, 2)) + 1e-12))
+        for i, p in enumerate(names):
+            snr_per[p].append(float(snr[i]))
+        if decode:
+            length = mix.shape[-1]
+            audio = codec.decode(quantize(codec, est[0], books)[1])[:, 0, :length]   # (N, ≤ L): 320·T − 8 samples
+            audio = torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
+            refs = sources[order]
+            gain = si_sdr(audio, refs) - si_sdr(mix[None].expand_as(refs), refs)
+            for i, p in enumerate(names):
+                sdr_per[p].append(float(gain[i]))
+    model.train()
+
+    def summary(per, key):
+        out = {f"{key}_{p}": (round(float(np.mean(v)), 3) if v else "") for p, v in per.items()}
+        allv = [x for v in per.values() for x in v]
+        out[f"{key}_mean"] = round(float(np.mean(allv)), 3) if allv else ""
+        return out
+
+    return summary(snr_per, "val_latent_snr") | (summary(sdr_per, "val_sisdri") if decode else {}) | {"val_items": len(val_items)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", default="codec-masker", help="checkpoints in Training/masker/runs/<run>/")
+    ap.add_argument("--codec", type=Path, default=DEFAULT_CODEC, help="the frozen codec (our .safetensors)")
+    ap.add_argument("--random-codec", action="store_true", help="smoke tests: a random tiny codec instead of --codec")
+    ap.add_argument("--index", default=None, help="data index path (default: read Training/data/READY)")
+    ap.add_argument("--synthetic", action="store_true", help="synthetic tones/noise instead of the data pipeline")
+    ap.add_argument("--wait-data", type=float, default=3 * 3600)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ffn", type=int, default=256)
+    ap.add_argument("--joint-layers", type=int, default=2)
+    ap.add_argument("--film-layers", type=int, default=2)
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--weight-decay", type=float, default=1e-2)
+    ap.add_argument("--clip", type=float, default=5.0)
+    ap.add_argument("--l1-weight", type=float, default=10.0)
+    ap.add_argument("--prompt-dropout", type=float, default=0.25)
+    ap.add_argument("--val-items", type=int, default=32)
+    ap.add_argument("--val-every-sec", type=float, default=300.0)
+    ap.add_argument("--no-decode-val", action="store_true", help="skip the decoded SI-SDRi in validation")
+    ap.add_argument("--max-steps", type=int, default=10**9)
+    ap.add_argument("--max-hours", type=float, default=1e9)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--log", type=Path, default=DEFAULT_LOG)
+    ap.add_argument("--export", type=Path, default=DEFAULT_EXPORT)
+    ap.add_argument("--resume", action="store_true", help="continue from runs/<run>/latest.pt")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    run_dir = HERE / "runs" / args.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    latest_path, best_path = run_dir / "latest.pt", run_dir / "best.pt"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+
+    codec_path = write_random_codec(run_dir / "random-codec.safetensors", args.seed) if args.random_codec else args.codec
+    if not Path(codec_path).is_file():
+        raise SystemExit(f"codec not found: {codec_path} (train it with Training/codec/train_codec.py, or pass --codec)")
+    codec, identity = load_codec(codec_path)
+    args.sample_rate = codec.sample_rate
+    latent_dim = int(codec.kwargs["latent_dim"])
+    config = default_config(latent_dim, identity["name"], identity["sha256"], d_model=args.d_model, heads=args.heads,
+                            ffn=args.ffn, joint_layers=args.joint_layers, film_layers=args.film_layers,
+                            window=args.window)
+    model = LatentMasker(config)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    state = {"step": 0, "audio_seconds": 0.0, "wall_s": 0.0, "best_metric": -float("inf")}
+    if args.resume:
+        if not latest_path.exists():
+            raise SystemExit(f"--resume: {latest_path} not found")
+        ckpt = torch.load(latest_path, map_location="cpu", weights_only=False)
+        if ckpt["config"]["codec"] != config["codec"]:
+            raise SystemExit(f"--resume: the run was trained on codec {ckpt['config']['codec']}, not {config['codec']}")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        state.update(ckpt["state"])
+        set_rng_state(ckpt["rng"])
+        print(f"resumed {latest_path} at step {state['step']}", flush=True)
+    elif latest_path.exists():
+        raise SystemExit(f"{latest_path} exists: pass --resume to continue or choose another --run")
+
+    if not args.synthetic:
+        args.index = args.index or wait_for_index(args.wait_data)
+        if not Path(args.index).is_file():
+            raise SystemExit(f"data index not found: {args.index} (build it with Training/data/collect.py, or pass --index)")
+    train_sampler, val_sampler = make_sampler(args, "train"), make_sampler(args, "valid")
+    val_items = [get_item(val_sampler, i) for i in range(args.val_items)]
+    n_books = codec.quantizer.n_codebooks
+    print(f"masker: {sum(p.numel() for p in model.parameters()):,} parameters, latent {latent_dim}, codec "
+          f"{identity['name']} ({identity['sha256'][:16]}…), {n_books} codebooks; {len(val_items)} validation mixtures",
+          flush=True)
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def save_latest():
+        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state, "rng": rng_state(),
+                     "config": config, "args": {k: str(v) for k, v in vars(args).items()}}, latest_path)
+
+    def run_validation(train_loss, books):
+        metrics = validate(model, codec, val_items, decode=not args.no_decode_val)
+        improved = metrics["val_latent_snr_mean"] != "" and metrics["val_latent_snr_mean"] > state["best_metric"]
+        if improved:
+            state["best_metric"] = metrics["val_latent_snr_mean"]
+            atomic_save({"model": model.state_dict(), "config": config, "step": state["step"]}, best_path)
+            args.export.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.export.with_name(args.export.name + ".tmp")
+            export(model, tmp, {"source": f"Training/masker/train_masker.py run {args.run}", "step": state["step"],
+                                "val_latent_snr_db": metrics["val_latent_snr_mean"],
+                                "val_si_sdri_db": metrics.get("val_sisdri_mean", ""),
+                                "audio_hours": round(state["audio_seconds"] / 3600, 3)})
+            tmp.replace(args.export)
+        append_log(args.log, {"step": state["step"], "wall_s": round(state["wall_s"], 1),
+                              "audio_hours": round(state["audio_seconds"] / 3600, 4),
+                              "train_loss": round(train_loss, 3) if train_loss == train_loss else "",
+                              "lr": f"{lr_at(state['step'], args.lr, args.warmup, 1.0):.3g}", "codebooks": books,
+                              "best": int(improved), **metrics})
+        save_latest()
+        print(f"[val] step {state['step']} latent SNR {metrics['val_latent_snr_mean']} dB, decoded SI-SDRi "
+              f"{metrics.get('val_sisdri_mean', 'n/a')} dB {'(best)' if improved else ''}", flush=True)
+
+    if state["step"] == 0:
+        run_validation(float("nan"), n_books)
+    t_start = t_last = last_val = time.time()
+    loss_acc, loss_n = 0.0, 0
+    while state["step"] < args.max_steps and not stop["flag"] and time.time() - t_start < args.max_hours * 3600:
+        step = state["step"]
+        rng = random.Random(args.seed * 1_000_003 + step)      # per step: resume-safe
+        books = n_books if rng.random() < 0.5 else rng.randint(1, n_books)
+        items = [get_item(train_sampler, step * args.batch + j) for j in range(args.batch)]
+        if rng.random() < args.prompt_dropout:
+            items = [(m, *prompt_dropout(p, s, rng)) for m, p, s in items]
+        groups = {}
+        for m, p, s in items:
+            groups.setdefault(len(p), []).append((m, [canonical(x) for x in p], s))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.lr, args.warmup, 1.0)
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for n, grp in groups.items():
+            mix = torch.stack([m for m, _, _ in grp])
+            src = torch.stack([s for _, _, s in grp])                      # (B, N, L)
+            prompts = [p for _, p, _ in grp]
+            z_mix = latents(codec, mix, books)
+            target = latents(codec, src.flatten(0, 1), books).view(len(grp), n, *z_mix.shape[1:])
+            loss, _ = masker_loss(model(z_mix, prompts), target, z_mix, prompts, args.l1_weight)
+            (loss * len(grp) / len(items)).backward()
+            total += float(loss.detach()) * len(grp) / len(items)
+        if apply_step(model, opt, total, args.clip, step):
+            loss_acc += total
+            loss_n += 1
+        t_last = advance(state, items, args.sample_rate, t_last)
+        if state["step"] % 20 == 0:
+            print(f"step {state['step']} loss {loss_acc / max(1, loss_n):.3f} "
+                  f"({state['wall_s'] / state['step']:.2f} s/step)", flush=True)
+        if time.time() - last_val >= args.val_every_sec or state["step"] >= args.max_steps:
+            run_validation(loss_acc / max(1, loss_n), books)
+            loss_acc, loss_n = 0.0, 0
+            last_val = t_last = time.time()
+    save_latest()
+    print(f"stopped at step {state['step']}; latest checkpoint {latest_path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
