@@ -1,7 +1,9 @@
 import Foundation
 import HummingbirdTesting
+import Logging
 import NIOCore
 import NIOWebSocket
+import ServiceLifecycle
 import Synchronization
 import TussAudio
 import TussModels
@@ -86,23 +88,23 @@ func encodeCodes(_ planar: [[Float]], rate: Int, codec: CodecHandle, dir: String
     return (try Data(contentsOf: URL(fileURLWithPath: bin)), bin)
 }
 
-/// Runs a server on 127.0.0.1 with an ephemeral port for the duration of `body`, then cancels it.
+/// Runs a server on 127.0.0.1 with an ephemeral port for the duration of `body`, then shuts it down gracefully.
 func withServer<T: Sendable>(_ server: SeparationServer, _ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
     let (ports, continuation) = AsyncStream<Int>.makeStream()
     let app = server.makeApplication(host: "127.0.0.1", port: 0) { continuation.yield($0) }
+    let services = ServiceGroup(configuration: .init(services: [app], logger: Logger(label: "tuss-server-tests")))
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
-            try await app.runService(gracefulShutdownSignals: [])
+            try await services.run()
             return nil
         }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ServerError.internalError("the server did not start") }
-        group.addTask { try await body(port) }
-        defer { group.cancelAll() }
-        while let result = try await group.next() {
-            if let value = result { return value }
-        }
-        throw ServerError.internalError("the test body did not finish")
+        let result: Result<T, Error>
+        do { result = .success(try await body(port)) } catch { result = .failure(error) }
+        await services.triggerGracefulShutdown()
+        try await group.waitForAll()
+        return try result.get()
     }
 }
 
