@@ -153,7 +153,10 @@ public enum EdgeStreamClient {
         let chunkSamples = max(1, Int(options.chunkSeconds * Double(info.sampleRate)))
         let began = ContinuousClock.now
         var samplesSent: Int64 = 0
-        var encoder = try codec.map { try CodesSender(codec: $0, info: info, codebooks: options.codebooks) }
+        var encoder = try codec.map {
+            CodesSender(try StreamingEncoder(codec: $0, sampleRate: info.sampleRate, channels: info.channels, length: info.frames,
+                                             codebooks: options.codebooks))
+        }
         while true {
             let block = try reader.read(frames: chunkSamples)
             guard let first = block.first, !first.isEmpty else { break }
@@ -271,62 +274,39 @@ func isCodesFile(_ path: String) -> Bool {
     return (try? handle.read(upToCount: 8)) == Data("TUSSCODE".utf8)
 }
 
-/// Encodes audio blocks into codes-format pieces: the header, then one chunk per channel per time range.
+/// Frames a `StreamingEncoder`'s chunks as codes-format pieces: the header first, then each chunk numbered.
 struct CodesSender {
-    let header: CodesHeader
-    private let resampler: Resampler?
-    private var encoders: [ChunkedEncoder]
-    private var index = 0
-    private(set) var framesSent: Int64 = 0
-    private var headerSent = false
-
-    init(codec: CodecHandle, info: AudioFileInfo, codebooks: Int?) throws {
-        let config = codec.codec.config
-        let n = min(codebooks ?? config.codebooks, config.codebooks)
-        header = CodesHeader(codec: codec.identity, sampleRate: config.sampleRate, hopLength: config.hopLength, codebooks: n,
-                             codebookSize: config.codebookSize, originalLength: info.frames, originalSampleRate: info.sampleRate,
-                             channels: info.channels, frames: nil)
-        resampler = info.sampleRate == config.sampleRate ? nil : try Resampler(from: info.sampleRate, to: config.sampleRate, channels: info.channels)
-        // Small encoder runs keep latency low: 8 frames (160 ms at 50 frames/s) plus the encoder's context.
-        encoders = (0..<info.channels).map { _ in ChunkedEncoder(codec: codec.codec, codebooks: n, chunkFrames: 8) }
-    }
-
     /// A framed piece and the frame count sent once it has gone (its audio end, for latency).
     typealias Piece = (bytes: Data, framesEnd: Int64)
 
+    private var encoder: StreamingEncoder
+    private var index = 0
+    private var headerSent = false
+
+    init(_ encoder: StreamingEncoder) { self.encoder = encoder }
+
+    /// Frames per channel sent so far.
+    var framesSent: Int64 { encoder.frames }
+
     /// The codec time, in seconds, at the end of `frames` frames.
-    func seconds(_ frames: Int64) -> Double { Double(frames) * Double(header.hopLength) / Double(header.sampleRate) }
+    func seconds(_ frames: Int64) -> Double { Double(frames) * Double(encoder.header.hopLength) / Double(encoder.header.sampleRate) }
 
     /// Encodes a block; returns the pieces it completes (the header first, once).
-    mutating func push(_ block: [[Float]]) throws -> [Piece] {
-        let x = try resampler?.process(block) ?? block
-        return try frame((0..<header.channels).map { encoders[$0].push(x[$0]) })
-    }
+    mutating func push(_ block: [[Float]]) throws -> [Piece] { try frame(try encoder.push(block)) }
 
     /// Flushes everything and ends the stream.
-    mutating func finish() throws -> [Piece] {
-        var pieces: [Piece] = []
-        if let resampler {
-            let rest = try resampler.flush()
-            pieces += try frame((0..<header.channels).map { encoders[$0].push(rest[$0]) })
-        }
-        pieces += try frame((0..<header.channels).map { encoders[$0].finish() })
-        if !headerSent { pieces.append((try CodesFraming.header(header), 0)); headerSent = true }
-        pieces.append((CodesFraming.end(), 0))
-        return pieces
-    }
+    mutating func finish() throws -> [Piece] { try frame(try encoder.finish()) + [(CodesFraming.end(), 0)] }
 
-    private mutating func frame(_ perChannel: [[[Int32]]]) throws -> [Piece] {
+    private mutating func frame(_ chunks: [CodesChunk]) throws -> [Piece] {
         var pieces: [Piece] = []
-        if !headerSent { pieces.append((try CodesFraming.header(header), 0)); headerSent = true }
-        let n = perChannel.first?.first?.count ?? 0
-        guard n > 0 else { return pieces }
-        for (c, codes) in perChannel.enumerated() {
-            pieces.append((try CodesFraming.chunk(CodesChunk(channel: c, firstFrame: framesSent, codes: codes), index: index, header: header),
-                           framesSent + Int64(n)))
+        if !headerSent {
+            pieces.append((try CodesFraming.header(encoder.header), 0))
+            headerSent = true
+        }
+        for chunk in chunks {
+            pieces.append((try CodesFraming.chunk(chunk, index: index, header: encoder.header), chunk.firstFrame + Int64(chunk.frameCount)))
             index += 1
         }
-        framesSent += Int64(n)
         return pieces
     }
 }

@@ -50,6 +50,8 @@ public final class SeparationServer: Sendable {
             services: [.init(service: app), .init(service: DrainService(server: self))],
             logger: logger)
         config.gracefulShutdownSignals = [.sigterm, .sigint]
+        // After the drain, connections that still hang on are cut: shutdown never waits forever.
+        config.maximumGracefulShutdownDuration = .milliseconds(Int64((drainSeconds + 15) * 1000))
         try await ServiceGroup(configuration: config).run()
     }
 
@@ -200,6 +202,7 @@ public final class SeparationServer: Sendable {
             for try await message in inbound.messages(maxSize: limits.maxMessageBytes) {
                 touch()
                 let started = ContinuousClock.now
+                let before = (box.session.framesIn, box.session.framesOut)
                 let replies: [StreamReply]
                 switch message {
                 case .text(let text):
@@ -208,14 +211,15 @@ public final class SeparationServer: Sendable {
                 case .binary(var buffer):
                     metrics.bytes("in").increment(by: Int64(buffer.readableBytes))
                     let data = Data(buffer.readBytes(length: buffer.readableBytes) ?? [])
-                    let before = box.session.framesIn
                     replies = try await offload { () throws(ServerError) in try box.session.receive(binary: data) }
-                    let frames = box.session.framesIn - before
-                    if frames > 0 {
-                        metrics.frames("in").increment(by: frames)
-                        metrics.frameLatency.record(ContinuousClock.now - started)
-                    }
                 }
+                let received = box.session.framesIn - before.0
+                let sent = (box.session.framesOut - before.1) * Int64(box.session.outputs)
+                if received > 0 {
+                    metrics.frames("in").increment(by: received)
+                    metrics.frameLatency.record(ContinuousClock.now - started)
+                }
+                if sent > 0 { metrics.frames("out").increment(by: sent) }
                 for reply in replies {
                     switch reply {
                     case .text(let text):
@@ -229,7 +233,6 @@ public final class SeparationServer: Sendable {
                     }
                 }
                 if box.session.isFinished {
-                    metrics.frames("out").increment(by: box.session.framesOut * Int64(max(1, box.session.outputs)))
                     try await outbound.close(.normalClosure, reason: "done")
                     return
                 }

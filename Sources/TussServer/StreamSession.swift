@@ -1,5 +1,4 @@
 import Foundation
-import TussAudio
 import TussModels
 import TussPipeline
 
@@ -9,7 +8,7 @@ public struct StreamSession {
     enum State {
         case awaitingStart
         case codes(prompts: [Prompt], parser: CodesStreamParser, fan: CodesFanOut?)
-        case opus(OpusIngest, fan: CodesFanOut)
+        case opus(StreamingEncoder, fan: CodesFanOut)
         case finished
     }
 
@@ -41,10 +40,12 @@ public struct StreamSession {
             return try start(StreamControl.decode(StreamControl.Start.self, from: text))
         case ("start", _):
             throw .badRequest("a second start message: one stream carries one input; open a new stream")
-        case ("end", .opus(var ingest, var fan)):
+        case ("end", .opus(var encoder, var fan)):
             state = .finished
             var replies: [StreamReply] = []
-            for chunk in try ingest.finish() {
+            let rest: [CodesChunk]
+            do { rest = try encoder.finish() } catch { throw .internalError("\(error)") }
+            for chunk in rest {
                 replies += try fan.push(chunk).map(StreamReply.piece)
                 try count(chunk, &fan)
             }
@@ -88,14 +89,27 @@ public struct StreamSession {
             }
             state = .codes(prompts: prompts, parser: parser, fan: fan)
             return replies
-        case .opus(var ingest, var fan):
+        case .opus(var encoder, var fan):
             state = .finished
+            let chunks: [CodesChunk]
+            do {
+                let segment = try OpusSegment.decode(binary)
+                let expected = (encoder.header.channels, encoder.header.originalSampleRate)
+                guard segment.planar.count == expected.0, segment.sampleRate == expected.1 else {
+                    throw ServerError.badRequest("an Opus segment has \(segment.planar.count) channels at \(segment.sampleRate) Hz; the start message said \(expected.0) at \(expected.1) Hz")
+                }
+                chunks = try encoder.push(segment.planar)
+            } catch let error as ServerError {
+                throw error
+            } catch {
+                throw .badRequest("an Opus message: \(error)")
+            }
             var replies: [StreamReply] = []
-            for chunk in try ingest.push(OpusSegment.decode(binary)) {
+            for chunk in chunks {
                 replies += try fan.push(chunk).map(StreamReply.piece)
                 try count(chunk, &fan)
             }
-            state = .opus(ingest, fan: fan)
+            state = .opus(encoder, fan: fan)
             return replies
         }
     }
@@ -125,12 +139,11 @@ public struct StreamSession {
                   (1...384_000).contains(rate), (1...2).contains(channels), length >= 0 else {
                 throw .badRequest("an opus stream's start needs sample_rate (1…384000), channels (1 or 2) and length (≥ 0)")
             }
-            let config = codec.codec.config
-            let header = CodesHeader(codec: codec.identity, sampleRate: config.sampleRate, hopLength: config.hopLength,
-                                     codebooks: config.codebooks, codebookSize: config.codebookSize, originalLength: length,
-                                     originalSampleRate: rate, channels: channels, frames: nil)
-            let fan = try engine.fanOut(for: header, prompts: prompts)
-            state = .opus(try OpusIngest(codec: codec, sampleRate: rate, channels: channels), fan: fan)
+            let encoder: StreamingEncoder
+            do { encoder = try StreamingEncoder(codec: codec, sampleRate: rate, channels: channels, length: length) } catch {
+                throw .badRequest("\(error)")
+            }
+            state = .opus(encoder, fan: try engine.fanOut(for: encoder.header, prompts: prompts))
         }
         let ready = StreamControl.Ready(outputs: Prompt.outputNames(for: prompts), codec: codec.identity.name,
                                         codecSHA256: codec.identity.weightsHash.map { String(format: "%02x", $0) }.joined(),
@@ -160,52 +173,4 @@ public struct StreamSession {
 /// Parses a comma-separated prompt list into the server's error type.
 func parsePrompts(_ text: String) throws(ServerError) -> [Prompt] {
     do { return try Prompt.parseList(text) } catch { throw .badRequest("\(error)") }
-}
-
-/// The opus transport's input side: Opus segments → audio at the codec rate → codes, per channel, in time ranges.
-struct OpusIngest {
-    let channels: Int
-    let sampleRate: Int
-    private let resampler: Resampler?
-    private var encoders: [ChunkedEncoder]
-    private var frame: Int64 = 0
-
-    init(codec: CodecHandle, sampleRate: Int, channels: Int) throws(ServerError) {
-        self.channels = channels
-        self.sampleRate = sampleRate
-        let rate = codec.codec.config.sampleRate
-        do { resampler = rate == sampleRate ? nil : try Resampler(from: sampleRate, to: rate, channels: channels) } catch {
-            throw .badRequest("cannot resample \(sampleRate) Hz to the codec's \(rate) Hz: \(error)")
-        }
-        encoders = (0..<channels).map { _ in ChunkedEncoder(codec: codec.codec, codebooks: codec.codec.config.codebooks, chunkFrames: 8) }
-    }
-
-    /// Encodes a decoded segment; returns the complete code chunks (one per channel per time range).
-    mutating func push(_ segment: (planar: [[Float]], sampleRate: Int)) throws(ServerError) -> [CodesChunk] {
-        guard segment.sampleRate == sampleRate, segment.planar.count == channels else {
-            throw .badRequest("an Opus segment has \(segment.planar.count) channels at \(segment.sampleRate) Hz; the start message said \(channels) at \(sampleRate) Hz")
-        }
-        let x: [[Float]]
-        do { x = try resampler?.process(segment.planar) ?? segment.planar } catch { throw .internalError("resampling failed: \(error)") }
-        return chunks((0..<channels).map { encoders[$0].push(x[$0]) })
-    }
-
-    /// Flushes the resampler and the encoders.
-    mutating func finish() throws(ServerError) -> [CodesChunk] {
-        var out: [CodesChunk] = []
-        if let resampler {
-            do {
-                let rest = try resampler.flush()
-                out += chunks((0..<channels).map { encoders[$0].push(rest[$0]) })
-            } catch { throw .internalError("resampling failed: \(error)") }
-        }
-        return out + chunks((0..<channels).map { encoders[$0].finish() })
-    }
-
-    private mutating func chunks(_ perChannel: [[[Int32]]]) -> [CodesChunk] {
-        let n = perChannel.first?.first?.count ?? 0
-        guard n > 0 else { return [] }
-        defer { frame += Int64(n) }
-        return perChannel.enumerated().map { CodesChunk(channel: $0.offset, firstFrame: frame, codes: $0.element) }
-    }
 }

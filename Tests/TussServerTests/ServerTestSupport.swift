@@ -103,7 +103,13 @@ func withServer<T: Sendable>(_ server: SeparationServer, _ body: @escaping @Send
         let result: Result<T, Error>
         do { result = .success(try await body(port)) } catch { result = .failure(error) }
         await services.triggerGracefulShutdown()
-        try await group.waitForAll()
+        // Bounded: a shutdown that takes longer than 5 s is cancelled (and the test still ends).
+        group.addTask {
+            try? await Task.sleep(for: .seconds(5))
+            return nil
+        }
+        _ = try await group.next()
+        group.cancelAll()
         return try result.get()
     }
 }
@@ -174,4 +180,20 @@ func converse(_ port: Int, _ messages: [StreamReply], linger: Double = 0, later:
     var result = seen.withLock { $0 }
     if let close { result.closeCode = Int(UInt16(webSocketErrorCode: close.closeCode)) }
     return result
+}
+
+/// Waits (at most 2 s) until `condition` holds.
+func eventually(_ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .seconds(2)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
+/// Waits (at most 2 s) until the server has exactly `count` open streams.
+func waitForStreams(_ server: SeparationServer, _ count: Int, line: UInt = #line) async throws {
+    let reached = try await eventually { server.activeStreams == count }
+    XCTAssertTrue(reached, "the server has \(server.activeStreams) open streams, expected \(count)", line: line)
 }

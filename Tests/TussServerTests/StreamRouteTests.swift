@@ -18,12 +18,12 @@ final class StreamRouteTests: XCTestCase {
         let bin = (dir as NSString).appendingPathComponent("talk.bin")
         _ = try CodecPipeline.encodeFile(input: input, output: bin, codec: codec, codebooks: nil)
         let offline = try Data(contentsOf: URL(fileURLWithPath: bin))
-        let (report, batch) = try await withServer(server) { port in
+        let (report, batch, metrics) = try await withServer(server) { port in
             var options = EdgeStreamOptions(input: input, server: "ws://127.0.0.1:\(port)", prompts: ["speech", "sfx-mix"],
                                             outputDirectory: (dir as NSString).appendingPathComponent("out"))
             options.chunkSeconds = 0.1
             let report = try await EdgeStreamClient.run(options, codec: codec)
-            return (report, try await post(port, "/v1/separate?prompts=speech,sfx-mix", body: offline))
+            return (report, try await post(port, "/v1/separate?prompts=speech,sfx-mix", body: offline), try await get(port, "/metrics").text)
         }
         let frames = try CodesReader(data: offline).readAll()[0][0].count
         let expected = try offlineSeparation(bin, prompts: "speech,sfx-mix", dir: dir)
@@ -39,6 +39,8 @@ final class StreamRouteTests: XCTestCase {
             XCTAssertEqual(try CodesReader(data: entry.data).readAll(), expected[p], path)
         }
         XCTAssertEqual(report.audioFiles.count, 2)
+        XCTAssertTrue(metrics.contains("tuss_frames_total{direction=\"in\"} \(frames)"), metrics)
+        XCTAssertTrue(metrics.contains("tuss_frames_total{direction=\"out\"} \(2 * frames)"), metrics)
         XCTAssertEqual(try AudioFileReader(path: report.audioFiles[0]).info.frames, Int64(1.3 * Double(rate)))
     }
 
@@ -76,6 +78,8 @@ final class StreamRouteTests: XCTestCase {
         let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
         try await withServer(server) { port in
             func expect(_ messages: [StreamReply], kind: String, close: Int, _ line: UInt = #line) async throws {
+                // One stream at a time: wait until the previous one has released its slot.
+                try await waitForStreams(server, 0, line: line)
                 let c = try await converse(port, messages)
                 XCTAssertEqual(c.closeCode, close, "\(c.texts)", line: line)
                 XCTAssertTrue(c.texts.last?.contains("\"kind\":\"\(kind)\"") ?? false, "\(c.texts)", line: line)
@@ -92,21 +96,27 @@ final class StreamRouteTests: XCTestCase {
                               .binary(Data("OggS not really".utf8))], kind: "bad_request", close: 4400)
             try await expect([start, .binary(headerBytes)], kind: "idle_timeout", close: 4408)         // then silence
             // A message over the limit is refused by the WebSocket layer: 1009.
+            try await waitForStreams(server, 0)
             let big = try await converse(port, [start, .binary(Data(repeating: 0, count: 10_000))])
             XCTAssertEqual(big.closeCode, 1009)
             // Too many streams: one is held open, the next is refused.
+            try await waitForStreams(server, 0)
             async let held = converse(port, [start, .binary(headerBytes)])
-            try await Task.sleep(for: .milliseconds(150))
-            try await expect([start], kind: "busy", close: 4429)
+            try await waitForStreams(server, 1)
+            let busy = try await converse(port, [start])
+            XCTAssertEqual(busy.closeCode, 4429)
+            XCTAssertTrue(busy.texts.last?.contains("\"kind\":\"busy\"") ?? false, "\(busy.texts)")
             _ = try await held
             // A client that goes away mid-stream leaves a truncated stream behind.
+            try await waitForStreams(server, 0)
             _ = try await converse(port, [start, .binary(headerBytes)], closeAfterSending: true)
-            try await Task.sleep(for: .milliseconds(200))
+            let counted = try await eventually { try await get(port, "/metrics").text.contains("tuss_errors_total{kind=\"truncated\"}") }
+            XCTAssertTrue(counted)
             let metrics = try await get(port, "/metrics")
-            XCTAssertTrue(metrics.text.contains("tuss_errors_total{kind=\"truncated\"}"), metrics.text)
             XCTAssertTrue(metrics.text.contains("tuss_errors_total{kind=\"busy\"} 1"), metrics.text)
             XCTAssertTrue(metrics.text.contains("tuss_active_streams 0"), metrics.text)
             // Still serving.
+            try await waitForStreams(server, 0)
             let good = try await converse(port, [start, .binary(codes)])
             XCTAssertEqual(good.closeCode, 1000)
             XCTAssertTrue(good.texts.last?.contains("\"type\":\"done\"") ?? false, "\(good.texts)")
