@@ -148,4 +148,45 @@ final class StreamRouteTests: XCTestCase {
             XCTAssertEqual(server.activeStreams, 0)
         }
     }
+
+    /// Damaged inputs (one byte changed anywhere, sent in random pieces) are refused one by one, over both routes,
+    /// and the server keeps serving.
+    func testDamagedInputsNeverTakeTheServerDown() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits(idleSeconds: 2))
+        let codes = try encodeCodes(signal(seconds: 0.5, rate: 16000, channels: 2), rate: 16000, codec: codec, dir: dir).bytes
+        let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech", "sfx-mix"])))
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        func next(_ bound: Int) -> Int {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            return Int(state % UInt64(bound))
+        }
+        var cases: [(Data, [Data])] = []
+        for _ in 0..<24 {
+            var damaged = codes
+            damaged[next(damaged.count)] ^= UInt8(1 + next(255))
+            var pieces: [Data] = []
+            var at = 0
+            while at < damaged.count {
+                let n = min(damaged.count - at, 1 + next(120))
+                pieces.append(damaged.subdata(in: at..<(at + n)))
+                at += n
+            }
+            cases.append((damaged, pieces))
+        }
+        let damagedCases = cases
+        try await withServer(server) { port in
+            for (body, pieces) in damagedCases {
+                let r = try await post(port, "/v1/separate?prompts=speech,sfx-mix", body: body)
+                XCTAssertTrue([400, 422].contains(r.status), "\(r.status): \(String(decoding: r.body, as: UTF8.self))")
+                let c = try await converse(port, [start] + pieces.map { .binary($0) })
+                XCTAssertTrue([4400, 4401, 4422].contains(c.closeCode ?? 0), "\(String(describing: c.closeCode)) \(c.texts)")
+            }
+            let health = try await get(port, "/healthz")
+            XCTAssertTrue(health.text.contains("\"status\":\"ok\""), health.text)
+            let good = try await converse(port, [start, .binary(codes)])
+            XCTAssertEqual(good.closeCode, 1000)
+        }
+    }
 }
