@@ -140,10 +140,6 @@ public enum Evaluation {
             let v = scores.compactMap(\.si_sdr_improvement)
             return v.isEmpty ? "n/a" : String(format: "%.2f", v.reduce(0, +) / Double(v.count))
         }
-        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
-            let fill = String(repeating: " ", count: max(0, n - s.count))
-            return left ? fill + s : s + fill
-        }
         var lines = [pad("task", 6) + " " + pad("prompt", 10) + " " + pad("n", 5, left: true) + " "
                      + pad("spectral SI-SDRi", 17, left: true) + " " + pad("codec SI-SDRi", 14, left: true)]
         for task in Array(Set(spectral.map(\.task) + codec.map(\.task))).sorted() {
@@ -168,10 +164,6 @@ public enum Evaluation {
             let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
             return (v.reduce(0, +) / Double(v.count), median)
         }
-        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
-            let fill = String(repeating: " ", count: max(0, n - s.count))
-            return left ? fill + s : s + fill
-        }
         func num(_ x: Double) -> String { pad(x.isNaN ? "n/a" : String(format: "%.2f", x), 8, left: true) }
         var lines = [pad("task", 6) + " " + pad("prompt", 10) + " " + pad("n", 5, left: true) + "  " +
                      ["SI-SDR", "median", "SI-SDRi", "median", "SDR", "median"].map { pad($0, 8, left: true) }.joined(separator: " ")]
@@ -189,4 +181,10 @@ public enum Evaluation {
         }
         return lines.joined(separator: "\n")
     }
+}
+
+/// `s` padded with spaces to `n` characters, on the left with `left` (table columns).
+private func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, n - s.count))
+    return left ? fill + s : s + fill
 }

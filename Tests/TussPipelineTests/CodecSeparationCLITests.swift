@@ -195,20 +195,7 @@ final class CodecSeparationCLITests: XCTestCase {
 
     func testEvalOnTheCodecPathNextToTheSpectralPath() throws {
         // A mono 16 kHz item and a stereo 44.1 kHz one: the codec path resamples each channel to the codec and back.
-        var items: [[String: Any]] = []
-        for (k, (rate, channels)) in [(16000, 1), (44100, 2)].enumerated() {
-            let sub = path("ss/\(k)")
-            try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
-            let s = testSignal(seconds: 0.8, rate: rate, channels: channels)
-            let n = s.map { $0.reversed().map { $0 * 0.3 } }
-            _ = try writeAudio(s, rate: rate, to: sub + "/speech.wav")
-            _ = try writeAudio(n, rate: rate, to: sub + "/sfx-mix.wav")
-            _ = try writeAudio(zip(s, n).map { zip($0, $1).map { $0 + $1 } }, rate: rate, to: sub + "/mixture.wav")
-            items.append(["task": "se", "item": "\(k)", "sample_rate": rate, "mixture": "ss/\(k)/mixture.wav",
-                          "prompts": ["speech", "sfx-mix"], "references": ["ss/\(k)/speech.wav", "ss/\(k)/sfx-mix.wav"]])
-        }
-        let manifest = path("manifest.json")
-        try JSONSerialization.data(withJSONObject: items).write(to: URL(fileURLWithPath: manifest))
+        let manifest = try writeTinyManifest(in: dir, seconds: 0.8)
         let json = path("scores.json")
         let r = try runTool(["eval", "--manifest", manifest, "--path", "both", "--model", try smallModelPath(), "--codec", codec,
                              "--masker", masker, "--json", json, "--quiet"])

@@ -36,21 +36,7 @@ final class EvaluationTests: XCTestCase {
     func testEvalCommandOnATinyManifest() throws {
         let dir = try temporaryDirectory(self)
         let model = try smallModelPath()
-        var items: [[String: Any]] = []
-        // One mono 16 kHz item and one stereo 44.1 kHz item: eval must take any rate and channel count.
-        for (k, (rate, channels)) in [(16000, 1), (44100, 2)].enumerated() {
-            let sub = (dir as NSString).appendingPathComponent("se/\(k)")
-            try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
-            let s = testSignal(seconds: 0.6, rate: rate, channels: channels)
-            let n = s.map { $0.reversed().map { $0 * 0.3 } }
-            _ = try writeAudio(s, rate: rate, to: sub + "/speech.wav")
-            _ = try writeAudio(n, rate: rate, to: sub + "/sfx-mix.wav")
-            _ = try writeAudio(zip(s, n).map { zip($0, $1).map { $0 + $1 } }, rate: rate, to: sub + "/mixture.wav")
-            items.append(["task": "se", "item": "\(k)", "sample_rate": rate, "mixture": "se/\(k)/mixture.wav",
-                          "prompts": ["speech", "sfx-mix"], "references": ["se/\(k)/speech.wav", "se/\(k)/sfx-mix.wav"]])
-        }
-        let manifest = (dir as NSString).appendingPathComponent("manifest.json")
-        try JSONSerialization.data(withJSONObject: items).write(to: URL(fileURLWithPath: manifest))
+        let manifest = try writeTinyManifest(in: dir, seconds: 0.6)
         let out = (dir as NSString).appendingPathComponent("scores.json")
         let r = try runTool(["eval", "--manifest", manifest, "--model", model, "--json", out, "--quiet"])
         XCTAssertEqual(r.status, 0, r.err)
@@ -65,4 +51,24 @@ final class EvaluationTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertEqual(bad.err.split(separator: "\n").count, 1, bad.err)
     }
+}
+
+/// Writes a manifest of two `se` items (speech + sfx-mix): one mono at 16 kHz and one stereo at 44.1 kHz, so eval
+/// must take any rate and channel count. Returns the manifest's path.
+func writeTinyManifest(in dir: String, seconds: Double) throws -> String {
+    var items: [[String: Any]] = []
+    for (k, (rate, channels)) in [(16000, 1), (44100, 2)].enumerated() {
+        let sub = (dir as NSString).appendingPathComponent("se/\(k)")
+        try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+        let s = testSignal(seconds: seconds, rate: rate, channels: channels)
+        let n = s.map { $0.reversed().map { $0 * 0.3 } }
+        _ = try writeAudio(s, rate: rate, to: sub + "/speech.wav")
+        _ = try writeAudio(n, rate: rate, to: sub + "/sfx-mix.wav")
+        _ = try writeAudio(zip(s, n).map { zip($0, $1).map { $0 + $1 } }, rate: rate, to: sub + "/mixture.wav")
+        items.append(["task": "se", "item": "\(k)", "sample_rate": rate, "mixture": "se/\(k)/mixture.wav",
+                      "prompts": ["speech", "sfx-mix"], "references": ["se/\(k)/speech.wav", "se/\(k)/sfx-mix.wav"]])
+    }
+    let manifest = (dir as NSString).appendingPathComponent("manifest.json")
+    try JSONSerialization.data(withJSONObject: items).write(to: URL(fileURLWithPath: manifest))
+    return manifest
 }

@@ -126,29 +126,11 @@ public struct LatentMasker: Sendable {
 
     /// Offline: latent (C, T) → one masked latent (C, T) per prompt, in prompt order.
     ///
-    /// Runs the streaming form over blocks of frames, so memory stays bounded by the block, not the input.
-    /// Prompts must number 1 … `config.maxPrompts` (see `check(prompts:)`).
+    /// The streaming form over the whole input (which runs in blocks of frames, so memory stays bounded by the
+    /// block, not the input). Prompts must number 1 … `config.maxPrompts` (see `check(prompts:)`).
     public func separate(_ latent: Tensor, prompts: [Prompt]) -> [Tensor] {
-        precondition(latent.rank == 2 && latent.shape[0] == config.latentDim,
-                     "LatentMasker: latent \(latent.shape) is not (\(config.latentDim), frames)")
-        let frames = latent.shape[1], channels = config.latentDim
         var stream = makeStream(prompts: prompts)
-        var outputs = [Tensor](repeating: Tensor(zeros: [channels, frames]), count: prompts.count)
-        let block = 256
-        for start in stride(from: 0, to: frames, by: block) {
-            let n = min(block, frames - start)
-            var piece = Tensor(zeros: [channels, n])
-            for ch in 0..<channels {
-                piece.data.replaceSubrange(ch * n..<(ch + 1) * n, with: latent.data[(ch * frames + start)..<(ch * frames + start + n)])
-            }
-            for (p, masked) in stream.push(piece).enumerated() {
-                for ch in 0..<channels {
-                    outputs[p].data.replaceSubrange((ch * frames + start)..<(ch * frames + start + n),
-                                                    with: masked.data[(ch * n)..<((ch + 1) * n)])
-                }
-            }
-        }
-        return outputs
+        return stream.push(latent)
     }
 
     /// A streaming masker for these prompts (1 … `config.maxPrompts`, names from `config.prompts`).

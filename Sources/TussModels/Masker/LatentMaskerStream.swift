@@ -129,11 +129,37 @@ public struct LatentMaskerStream: Sendable {
         cache = Array(kv[((history + rows - keep) * 2 * d)...])
     }
 
+    /// Frames run through the layers at once: longer pushes are split, so scratch memory stays bounded whatever
+    /// the caller sends (a codes chunk may hold 2²⁰ frames).
+    static let block = 256
+
     /// Feeds the next latent frames (C, t); returns one masked latent (C, t) per prompt (lookahead 0).
     public mutating func push(_ latent: Tensor) -> [Tensor] {
-        let c = masker.config, d = c.modelDim, channels = c.latentDim
+        let channels = masker.config.latentDim
         precondition(latent.rank == 2 && latent.shape[0] == channels,
                      "LatentMaskerStream: latent \(latent.shape) is not (\(channels), frames)")
+        let frames = latent.shape[1]
+        if frames <= Self.block { return pushBlock(latent) }
+        var outputs = [Tensor](repeating: Tensor(zeros: [channels, frames]), count: promptCount)
+        for start in stride(from: 0, to: frames, by: Self.block) {
+            let n = min(Self.block, frames - start)
+            var piece = Tensor(zeros: [channels, n])
+            for ch in 0..<channels {
+                piece.data.replaceSubrange(ch * n..<(ch + 1) * n, with: latent.data[(ch * frames + start)..<(ch * frames + start + n)])
+            }
+            for (p, masked) in pushBlock(piece).enumerated() {
+                for ch in 0..<channels {
+                    outputs[p].data.replaceSubrange((ch * frames + start)..<(ch * frames + start + n),
+                                                    with: masked.data[(ch * n)..<((ch + 1) * n)])
+                }
+            }
+        }
+        return outputs
+    }
+
+    /// `push` for at most `block` frames.
+    mutating func pushBlock(_ latent: Tensor) -> [Tensor] {
+        let c = masker.config, d = c.modelDim, channels = c.latentDim
         let rows = latent.shape[1], history = cached, masker = masker
         guard rows > 0 else { return [Tensor](repeating: Tensor(zeros: [channels, 0]), count: promptCount) }
         let frames = latent.transposed(0, 1)                   // [t, C]
