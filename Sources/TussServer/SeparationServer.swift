@@ -52,7 +52,11 @@ public final class SeparationServer: Sendable {
         config.gracefulShutdownSignals = [.sigterm, .sigint]
         // After the drain, connections that still hang on are cut: shutdown never waits forever.
         config.maximumGracefulShutdownDuration = .milliseconds(Int64((drainSeconds + 15) * 1000))
-        try await ServiceGroup(configuration: config).run()
+        do {
+            try await ServiceGroup(configuration: config).run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw ServerError.badConfiguration("cannot listen on \(host):\(port): the address is in use; pick another --port (0 picks a free one)")
+        }
     }
 
     /// The Hummingbird application with every route; run it as a service (graceful shutdown finishes in-flight

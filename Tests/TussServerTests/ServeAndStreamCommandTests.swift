@@ -48,6 +48,12 @@ final class ServeAndStreamCommandTests: XCTestCase {
         XCTAssertTrue(bad.err.contains("kazoo"), bad.err)
         XCTAssertTrue(server.isRunning)
 
+        // A second server on the same port fails in one line that says what to do.
+        let taken = try run(tool, ["serve", "--port", "\(port)", "--codec", codec, "--masker", masker])
+        XCTAssertNotEqual(taken.status, 0)
+        XCTAssertEqual(taken.err.split(separator: "\n").count, 1, taken.err)
+        XCTAssertTrue(taken.err.contains("in use"), taken.err)
+
         // SIGTERM: a graceful exit.
         server.terminate()
         let deadline = Date().addingTimeInterval(10)
