@@ -42,9 +42,10 @@ let package = Package(
         .target(name: "TussModels", dependencies: ["TussTensor", "TussWeights", "TussAudio"]),
         // Pipelines: file-to-file flows, chunking, codes files, evaluation, pictures.
         .target(name: "TussPipeline", dependencies: ["TussModels", "TussAudio", "TussWeights", "TussTensor", "CZlib"]),
-        // Server: HTTP routes, WebSocket streaming, metrics, limits; and the edge client that streams to it.
+        // Server: HTTP routes, WebSocket streaming, metrics, limits; and the edge client that streams to it. It uses
+        // the pipeline's flows; from Models and Audio only prompts and the audio-file reader.
         .target(name: "TussServer", dependencies: [
-            "TussPipeline",
+            "TussPipeline", "TussModels", "TussAudio",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             .product(name: "WSClient", package: "swift-websocket"),
@@ -64,7 +65,7 @@ let package = Package(
         .testTarget(name: "TussModelsTests", dependencies: ["TussModels", "TussWeights", "TussAudio"]),
         .testTarget(name: "TussPipelineTests", dependencies: ["TussPipeline", "TussAudio", "TussModels", "CZlib"]),
         .testTarget(name: "TussServerTests", dependencies: [
-            "TussServer", "TussPipeline", "TussAudio", "TussModels", "TussWeights",
+            "TussServer", "TussPipeline", "TussAudio", "TussModels",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "WSClient", package: "swift-websocket"),
             .product(name: "NIOWebSocket", package: "swift-nio"),
