@@ -13,6 +13,14 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // The server and the edge client (tuss-codec serve / stream).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // System libraries, found through pkg-config. A missing one fails the build with the Debian package's name.
@@ -34,9 +42,21 @@ let package = Package(
         .target(name: "TussModels", dependencies: ["TussTensor", "TussWeights", "TussAudio"]),
         // Pipelines: file-to-file flows, chunking, codes files, evaluation, pictures.
         .target(name: "TussPipeline", dependencies: ["TussModels", "TussAudio", "TussWeights", "TussTensor", "CZlib"]),
+        // Server: HTTP routes, WebSocket streaming, metrics, limits; and the edge client that streams to it. It uses
+        // the pipeline's flows; from Models and Audio only prompts and the audio-file reader.
+        .target(name: "TussServer", dependencies: [
+            "TussPipeline", "TussModels", "TussAudio",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            .product(name: "WSClient", package: "swift-websocket"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .executableTarget(
             name: "TussCodecCLI",
-            dependencies: ["TussPipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["TussPipeline", "TussServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         .testTarget(name: "TussTensorTests", dependencies: ["TussTensor"]),
@@ -44,5 +64,13 @@ let package = Package(
         .testTarget(name: "TussWeightsTests", dependencies: ["TussWeights"]),
         .testTarget(name: "TussModelsTests", dependencies: ["TussModels", "TussWeights", "TussAudio"]),
         .testTarget(name: "TussPipelineTests", dependencies: ["TussPipeline", "TussAudio", "TussModels", "CZlib"]),
+        .testTarget(name: "TussServerTests", dependencies: [
+            "TussServer", "TussPipeline", "TussAudio", "TussModels",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "WSClient", package: "swift-websocket"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

@@ -14,7 +14,8 @@ struct TussCodecCommand: ParsableCommand {
         Repeat a prompt to separate several sources of one kind, e.g. --prompts speech,speech.
         """,
         version: "tuss-codec 0.1.0",
-        subcommands: [Separate.self, Encode.self, Decode.self, Eval.self, EvalCodec.self, Plot.self, Info.self, Convert.self, Bench.self]
+        subcommands: [Separate.self, Encode.self, Decode.self, Eval.self, EvalCodec.self, Plot.self, Info.self, Convert.self,
+                      Bench.self, Serve.self, StreamCommand.self]
     )
 }
 

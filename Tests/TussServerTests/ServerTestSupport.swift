@@ -1,0 +1,199 @@
+import Foundation
+import HummingbirdTesting
+import Logging
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import Synchronization
+import TussAudio
+import TussModels
+import TussPipeline
+import WSClient
+import XCTest
+@testable import TussServer
+
+/// The package root (three levels above this file).
+func packageRoot(file: StaticString = #filePath) -> String {
+    URL(fileURLWithPath: "\(file)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}
+
+/// A fresh temporary directory, removed by the test's teardown block.
+func scratchDirectory(_ test: XCTestCase) throws -> String {
+    let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("tuss-server-tests-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+    return dir
+}
+
+/// The masker branch's fixture: a random-weight 16 kHz DAC (hop 320, 4 codebooks of 64) and a random masker trained
+/// for it (`Tests/Fixtures/masker-random`).
+func fixturePath(_ name: String) -> String {
+    (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/masker-random/\(name)")
+}
+
+/// The fixture codec.
+func fixtureCodec() throws -> CodecHandle { try CodecHandle.open(fixturePath("codec.safetensors")) }
+
+/// The fixture masker.
+func fixtureMasker() throws -> MaskerHandle { try MaskerHandle.open(fixturePath("model.safetensors")) }
+
+/// An engine with the fixture codec and (unless `masker` is false) its masker.
+func codecEngine(masker: Bool = true) throws -> SeparationEngine {
+    try SeparationEngine(spectral: nil, codec: try fixtureCodec(), masker: masker ? try fixtureMasker() : nil)
+}
+
+/// The offline codec-path separation of a codes file (`CodesSeparation.separateFile`): `[prompt][channel][codebook][frame]`.
+func offlineSeparation(_ bin: String, prompts: String, dir: String) throws -> [[[[Int32]]]] {
+    let out = (dir as NSString).appendingPathComponent("offline-\(UUID().uuidString)")
+    let report = try CodesSeparation.separateFile(input: bin, outputDirectory: out, prompts: try Prompt.parseList(prompts),
+                                                  codec: try fixtureCodec(), masker: try fixtureMasker(), decode: false, float32: true)
+    return try report.codes.map { try CodesReader(path: $0).readAll() }
+}
+
+/// The embedded TUSS model, as a spectral separator.
+func embeddedSpectral() throws -> SpectralSeparator {
+    let path = (packageRoot() as NSString).appendingPathComponent(DefaultModels.separator)
+    return try SpectralSeparator(model: try ModelFile.open(path).tussModel(), options: SeparationOptions(quiet: true))
+}
+
+/// Chirp plus noise: a deterministic test signal.
+func signal(seconds: Double, rate: Int, channels: Int) -> [[Float]] {
+    let n = Int(seconds * Double(rate))
+    var state: UInt64 = 0x9e37_79b9_7f4a_7c15
+    return (0..<channels).map { c in
+        (0..<n).map { i in
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            let t = Double(i) / Double(rate)
+            let tone = 0.3 * sin(2 * Double.pi * (220 + 300 * t + 50 * Double(c)) * t)
+            return Float(tone + 0.05 * (Double(state >> 11) / Double(1 << 53) - 0.5))
+        }
+    }
+}
+
+/// Writes planar audio to `path` (format from the extension).
+@discardableResult
+func writeWAV(_ planar: [[Float]], rate: Int, to path: String) throws -> String {
+    let writer = try AudioFileWriter(path: path, sampleRate: rate, channels: planar.count,
+                                     format: try AudioFileFormat.forWriting(path: path, like: nil, float32: true))
+    try writer.write(planar)
+    try writer.finish()
+    return path
+}
+
+/// Encodes planar audio into a codes file's bytes with `codec`.
+func encodeCodes(_ planar: [[Float]], rate: Int, codec: CodecHandle, dir: String) throws -> (bytes: Data, path: String) {
+    let wav = try writeWAV(planar, rate: rate, to: (dir as NSString).appendingPathComponent("in-\(UUID().uuidString).wav"))
+    let bin = (wav as NSString).deletingPathExtension + ".bin"
+    _ = try CodecPipeline.encodeFile(input: wav, output: bin, codec: codec, codebooks: nil)
+    return (try Data(contentsOf: URL(fileURLWithPath: bin)), bin)
+}
+
+/// Runs a server on 127.0.0.1 with an ephemeral port for the duration of `body`, then shuts it down gracefully.
+func withServer<T: Sendable>(_ server: SeparationServer, _ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    let app = server.makeApplication(host: "127.0.0.1", port: 0) { continuation.yield($0) }
+    let services = ServiceGroup(configuration: .init(services: [app], logger: Logger(label: "tuss-server-tests")))
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await services.run()
+            return nil
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw ServerError.internalError("the server did not start") }
+        let result: Result<T, Error>
+        do { result = .success(try await body(port)) } catch { result = .failure(error) }
+        await services.triggerGracefulShutdown()
+        // Bounded: a shutdown that takes longer than 5 s is cancelled (and the test still ends).
+        group.addTask {
+            try? await Task.sleep(for: .seconds(5))
+            return nil
+        }
+        _ = try await group.next()
+        group.cancelAll()
+        return try result.get()
+    }
+}
+
+/// A POST over loopback; returns status, content type and body.
+func post(_ port: Int, _ uri: String, body: Data) async throws -> (status: Int, type: String, body: Data) {
+    try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
+        var buffer = ByteBuffer()
+        buffer.writeBytes(body)
+        let response = try await client.post(uri, body: buffer)
+        var out = response.body ?? ByteBuffer()
+        return (Int(response.head.status.code), response.head.headerFields[.contentType] ?? "",
+                Data(out.readBytes(length: out.readableBytes) ?? []))
+    }
+}
+
+/// A GET over loopback; returns status and body text.
+func get(_ port: Int, _ uri: String) async throws -> (status: Int, text: String) {
+    try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
+        let response = try await client.get(uri)
+        var out = response.body ?? ByteBuffer()
+        return (Int(response.head.status.code), out.readString(length: out.readableBytes) ?? "")
+    }
+}
+
+/// The JSON error kind of an error response.
+func errorKind(_ body: Data) -> String? {
+    ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]).flatMap { $0["error"] as? [String: Any] }?["kind"] as? String
+}
+
+/// What a raw WebSocket conversation saw: text messages, binary messages, and the close code.
+struct Conversation: Sendable {
+    var texts: [String] = []
+    var binaries: [Data] = []
+    var closeCode: Int?
+}
+
+/// Opens `/v1/stream`, sends `messages` in order (then, after `linger` seconds, `later`), and collects everything
+/// the server answers until it closes.
+func converse(_ port: Int, _ messages: [StreamReply], linger: Double = 0, later: [StreamReply] = [],
+              closeAfterSending: Bool = false) async throws -> Conversation {
+    let seen = Mutex(Conversation())
+    let close = try await WebSocketClient.connect(
+        url: "ws://127.0.0.1:\(port)/v1/stream", configuration: .init(maxFrameSize: 1 << 22), logger: .init(label: "test")
+    ) { inbound, outbound, _ in
+        func send(_ list: [StreamReply]) async throws {
+            for message in list {
+                switch message {
+                case .text(let text): try await outbound.write(.text(text))
+                case .binary(let data):
+                    var buffer = ByteBuffer()
+                    buffer.writeBytes(data)
+                    try await outbound.write(.binary(buffer))
+                }
+            }
+        }
+        try await send(messages)
+        if linger > 0 { try await Task.sleep(for: .milliseconds(Int64(linger * 1000))) }
+        try await send(later)
+        if closeAfterSending { return }
+        for try await message in inbound.messages(maxSize: 1 << 26) {
+            switch message {
+            case .text(let text): seen.withLock { $0.texts.append(text) }
+            case .binary(var buffer): seen.withLock { $0.binaries.append(Data(buffer.readBytes(length: buffer.readableBytes) ?? [])) }
+            }
+        }
+    }
+    var result = seen.withLock { $0 }
+    if let close { result.closeCode = Int(UInt16(webSocketErrorCode: close.closeCode)) }
+    return result
+}
+
+/// Waits (at most 2 s) until `condition` holds.
+func eventually(_ condition: @Sendable () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + .seconds(2)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
+/// Waits (at most 2 s) until the server has exactly `count` open streams.
+func waitForStreams(_ server: SeparationServer, _ count: Int, line: UInt = #line) async throws {
+    let reached = try await eventually { server.activeStreams == count }
+    XCTAssertTrue(reached, "the server has \(server.activeStreams) open streams, expected \(count)", line: line)
+}

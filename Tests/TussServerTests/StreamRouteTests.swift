@@ -1,0 +1,192 @@
+import Foundation
+import TussAudio
+import TussModels
+import TussPipeline
+import XCTest
+@testable import TussServer
+
+/// `GET /v1/stream` over loopback: the edge client end to end, and every stream error path.
+final class StreamRouteTests: XCTestCase {
+    /// The edge client's stream gives exactly the offline `separate --codes` output (and the batch route's), with
+    /// every frame, in order.
+    func testEdgeClientStreamMatchesOfflineSeparation() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
+        let rate = 16000
+        let input = try writeWAV(signal(seconds: 1.3, rate: rate, channels: 1), rate: rate, to: (dir as NSString).appendingPathComponent("talk.wav"))
+        let bin = (dir as NSString).appendingPathComponent("talk.bin")
+        _ = try CodecPipeline.encodeFile(input: input, output: bin, codec: codec, codebooks: nil)
+        let offline = try Data(contentsOf: URL(fileURLWithPath: bin))
+        let (report, batch, metrics) = try await withServer(server) { port in
+            var options = EdgeStreamOptions(input: input, server: "ws://127.0.0.1:\(port)", prompts: ["speech", "sfx-mix"],
+                                            outputDirectory: (dir as NSString).appendingPathComponent("out"))
+            options.chunkSeconds = 0.1
+            let report = try await EdgeStreamClient.run(options, codec: codec)
+            return (report, try await post(port, "/v1/separate?prompts=speech,sfx-mix", body: offline), try await get(port, "/metrics").text)
+        }
+        let frames = try CodesReader(data: offline).readAll()[0][0].count
+        let expected = try offlineSeparation(bin, prompts: "speech,sfx-mix", dir: dir)
+        XCTAssertEqual(report.framesSent, Int64(frames))
+        XCTAssertEqual(report.framesReceived, [Int64(frames), Int64(frames)])
+        XCTAssertEqual(report.latenciesMs.count, frames)
+        XCTAssertGreaterThan(report.upKbps, 0)
+        XCTAssertGreaterThan(report.downKbps, report.upKbps)  // two outputs come back for one input
+        let container = try StemContainer.decode(batch.body)
+        XCTAssertEqual(report.codesFiles.count, 2)
+        for (p, (path, entry)) in zip(report.codesFiles, container.entries).enumerated() {
+            XCTAssertEqual(try CodesReader(path: path).readAll(), expected[p], path)
+            XCTAssertEqual(try CodesReader(data: entry.data).readAll(), expected[p], path)
+        }
+        XCTAssertEqual(report.audioFiles.count, 2)
+        XCTAssertTrue(metrics.contains("tuss_frames_total{direction=\"in\"} \(frames)"), metrics)
+        XCTAssertTrue(metrics.contains("tuss_frames_total{direction=\"out\"} \(2 * frames)"), metrics)
+        XCTAssertEqual(try AudioFileReader(path: report.audioFiles[0]).info.frames, Int64(1.3 * Double(rate)))
+    }
+
+    /// The opus transport: the server decodes the segments, encodes and separates; every frame comes back.
+    func testOpusTransport() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
+        let rate = 48000
+        let input = try writeWAV(signal(seconds: 1.0, rate: rate, channels: 1), rate: rate, to: (dir as NSString).appendingPathComponent("mic.wav"))
+        let report = try await withServer(server) { port in
+            var options = EdgeStreamOptions(input: input, server: "ws://127.0.0.1:\(port)", prompts: ["speech"],
+                                            outputDirectory: (dir as NSString).appendingPathComponent("out"))
+            options.transport = .opus
+            options.chunkSeconds = 0.25
+            return try await EdgeStreamClient.run(options, codec: codec)
+        }
+        let hop = codec.codec.config.hopLength
+        XCTAssertEqual(report.framesReceived, [Int64((16000 + hop - 1) / hop)])
+        XCTAssertEqual(try AudioFileReader(path: report.audioFiles[0]).info.frames, Int64(rate))
+        XCTAssertLessThan(report.upKbps, 40)  // 16 kbps Opus plus segment headers
+    }
+
+    func testStreamErrorPaths() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try fixtureCodec()
+        let limits = ServerLimits(maxPrompts: 2, maxStreams: 1, idleSeconds: 0.5, maxMessageBytes: 4096)
+        let server = try SeparationServer(engine: try codecEngine(), limits: limits)
+        let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir).bytes
+        let header = try CodesReader(data: codes).header
+        let headerBytes = try CodesFraming.header(header)
+        var other = header
+        other.codec = CodecIdentity(name: "elsewhere", weightsHash: [UInt8](repeating: 1, count: 32))
+        let foreign = other
+        let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
+        try await withServer(server) { port in
+            func expect(_ messages: [StreamReply], kind: String, close: Int, _ line: UInt = #line) async throws {
+                // One stream at a time: wait until the previous one has released its slot.
+                try await waitForStreams(server, 0, line: line)
+                let c = try await converse(port, messages)
+                XCTAssertEqual(c.closeCode, close, "\(c.texts)", line: line)
+                XCTAssertTrue(c.texts.last?.contains("\"kind\":\"\(kind)\"") ?? false, "\(c.texts)", line: line)
+            }
+            try await expect([.binary(headerBytes)], kind: "bad_request", close: 4400)                  // data before start
+            try await expect([.text("{not json")], kind: "bad_request", close: 4400)
+            try await expect([.text(#"{"type":"start","prompts":["kazoo"],"transport":"codes"}"#)], kind: "bad_request", close: 4400)
+            try await expect([.text(#"{"type":"start","prompts":["speech","sfx","drums"],"transport":"codes"}"#)], kind: "bad_request", close: 4400)
+            try await expect([start, start], kind: "bad_request", close: 4400)
+            try await expect([start, .binary(try CodesFraming.header(foreign))], kind: "wrong_codec", close: 4422)
+            try await expect([start, .binary(Data("GARBAGE!".utf8))], kind: "bad_request", close: 4400)
+            try await expect([.text(#"{"type":"start","prompts":["speech"],"transport":"opus"}"#)], kind: "bad_request", close: 4400)
+            try await expect([.text(#"{"type":"start","prompts":["speech"],"transport":"opus","sample_rate":16000,"channels":1,"length":100}"#),
+                              .binary(Data("OggS not really".utf8))], kind: "bad_request", close: 4400)
+            try await expect([start, .binary(headerBytes)], kind: "idle_timeout", close: 4408)         // then silence
+            // A message over the limit is refused by the WebSocket layer: 1009.
+            try await waitForStreams(server, 0)
+            let big = try await converse(port, [start, .binary(Data(repeating: 0, count: 10_000))])
+            XCTAssertEqual(big.closeCode, 1009)
+            // Too many streams: one is held open, the next is refused.
+            try await waitForStreams(server, 0)
+            async let held = converse(port, [start, .binary(headerBytes)])
+            try await waitForStreams(server, 1)
+            let busy = try await converse(port, [start])
+            XCTAssertEqual(busy.closeCode, 4429)
+            XCTAssertTrue(busy.texts.last?.contains("\"kind\":\"busy\"") ?? false, "\(busy.texts)")
+            _ = try await held
+            // A client that goes away mid-stream leaves a truncated stream behind.
+            try await waitForStreams(server, 0)
+            _ = try await converse(port, [start, .binary(headerBytes)], closeAfterSending: true)
+            let counted = try await eventually { try await get(port, "/metrics").text.contains("tuss_errors_total{kind=\"truncated\"}") }
+            XCTAssertTrue(counted)
+            let metrics = try await get(port, "/metrics")
+            XCTAssertTrue(metrics.text.contains("tuss_errors_total{kind=\"busy\"} 1"), metrics.text)
+            XCTAssertTrue(metrics.text.contains("tuss_active_streams 0"), metrics.text)
+            // Still serving.
+            try await waitForStreams(server, 0)
+            let good = try await converse(port, [start, .binary(codes)])
+            XCTAssertEqual(good.closeCode, 1000)
+            XCTAssertTrue(good.texts.last?.contains("\"type\":\"done\"") ?? false, "\(good.texts)")
+        }
+    }
+
+    /// SIGTERM-style graceful shutdown lets an open stream finish and refuses new ones meanwhile.
+    func testDrainFinishesOpenStreams() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits(idleSeconds: 5), drainSeconds: 5)
+        let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir).bytes
+        let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
+        let split = codes.count / 2
+        try await withServer(server) { port in
+            // The stream sends half, waits while the server starts draining, then sends the rest.
+            async let open = converse(port, [start, .binary(codes.prefix(split))], linger: 0.6, later: [.binary(codes.suffix(from: split))])
+            try await Task.sleep(for: .milliseconds(200))
+            async let drained: Void = server.drain()
+            try await Task.sleep(for: .milliseconds(100))
+            let refused = try await converse(port, [start])
+            XCTAssertEqual(refused.closeCode, 4503)
+            let health = try await get(port, "/healthz")
+            XCTAssertTrue(health.text.contains("draining"), health.text)
+            let finished = try await open
+            XCTAssertEqual(finished.closeCode, 1000, "\(finished.texts)")
+            XCTAssertTrue(finished.texts.last?.contains("\"type\":\"done\"") ?? false)
+            await drained
+            XCTAssertEqual(server.activeStreams, 0)
+        }
+    }
+
+    /// Damaged inputs (one byte changed anywhere, sent in random pieces) are refused one by one, over both routes,
+    /// and the server keeps serving.
+    func testDamagedInputsNeverTakeTheServerDown() async throws {
+        let dir = try scratchDirectory(self)
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits(idleSeconds: 2))
+        let codes = try encodeCodes(signal(seconds: 0.5, rate: 16000, channels: 2), rate: 16000, codec: codec, dir: dir).bytes
+        let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech", "sfx-mix"])))
+        var state: UInt64 = 0x2545_F491_4F6C_DD1D
+        func next(_ bound: Int) -> Int {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            return Int(state % UInt64(bound))
+        }
+        var cases: [(Data, [Data])] = []
+        for _ in 0..<24 {
+            var damaged = codes
+            damaged[next(damaged.count)] ^= UInt8(1 + next(255))
+            var pieces: [Data] = []
+            var at = 0
+            while at < damaged.count {
+                let n = min(damaged.count - at, 1 + next(120))
+                pieces.append(damaged.subdata(in: at..<(at + n)))
+                at += n
+            }
+            cases.append((damaged, pieces))
+        }
+        let damagedCases = cases
+        try await withServer(server) { port in
+            for (body, pieces) in damagedCases {
+                let r = try await post(port, "/v1/separate?prompts=speech,sfx-mix", body: body)
+                XCTAssertTrue([400, 422].contains(r.status), "\(r.status): \(String(decoding: r.body, as: UTF8.self))")
+                let c = try await converse(port, [start] + pieces.map { .binary($0) })
+                XCTAssertTrue([4400, 4401, 4422].contains(c.closeCode ?? 0), "\(String(describing: c.closeCode)) \(c.texts)")
+            }
+            let health = try await get(port, "/healthz")
+            XCTAssertTrue(health.text.contains("\"status\":\"ok\""), health.text)
+            let good = try await converse(port, [start, .binary(codes)])
+            XCTAssertEqual(good.closeCode, 1000)
+        }
+    }
+}
