@@ -130,8 +130,11 @@ public struct Conv1d: Sendable {
 
 /// A 1-D transposed convolution with PyTorch's semantics (weight `[in, out / groups, kernel]`), lowered to GEMM.
 ///
-/// Each input column is expanded by one product into `[out·kernel]` taps, which are then scattered (col2im)
-/// into the output at `t·stride + κ·dilation − padding`.
+/// Without groups or dilation (DAC's upsamplers) the layer runs as `stride` ordinary convolutions, one per output
+/// phase `r = (j + padding) mod stride`: phase r sees only the taps `κ = r + m·stride`, so all phases together are
+/// one product of `[stride·out, in·taps]` phase weights with a `taps`-deep im2col of the input, and every output is
+/// written once (no col2im scatter-add, and a `taps`× deeper product). Otherwise each input column is expanded by
+/// one product into `[out·kernel]` taps, which are scattered into the output at `t·stride + κ·dilation − padding`.
 public struct ConvTranspose1d: Sendable {
     public let weight: [Float]
     public let bias: [Float]?
@@ -143,6 +146,10 @@ public struct ConvTranspose1d: Sendable {
     public let padding: Int
     public let outputPadding: Int
     public let groups: Int
+    /// Phase weights `[stride·out, in·phaseTaps]` (row `r·out + o`, column `i·phaseTaps + m` = `weight[i, o, r + m·stride]`,
+    /// zero past the kernel) when the phase decomposition applies, else empty.
+    let phaseWeight: [Float]
+    let phaseTaps: Int
 
     /// Creates a transposed convolution; sizes are checked against the weight.
     public init(weight: [Float], bias: [Float]?, inChannels: Int, outChannels: Int, kernelSize: Int,
@@ -161,6 +168,21 @@ public struct ConvTranspose1d: Sendable {
         self.padding = padding
         self.outputPadding = outputPadding
         self.groups = groups
+        if groups == 1 && dilation == 1 && stride > 0 {
+            let taps = (kernelSize + stride - 1) / stride
+            var pw = [Float](repeating: 0, count: stride * outChannels * inChannels * taps)
+            for r in 0..<stride { for o in 0..<outChannels { for i in 0..<inChannels { for m in 0..<taps {
+                let kk = r + m * stride
+                if kk < kernelSize {
+                    pw[(r * outChannels + o) * inChannels * taps + i * taps + m] = weight[(i * outChannels + o) * kernelSize + kk]
+                }
+            } } } }
+            phaseWeight = pw
+            phaseTaps = taps
+        } else {
+            phaseWeight = []
+            phaseTaps = 0
+        }
     }
 
     /// The output length for an input of `length` samples.
@@ -172,6 +194,10 @@ public struct ConvTranspose1d: Sendable {
     public func apply(_ x: UnsafePointer<Float>, length: Int, into y: UnsafeMutablePointer<Float>) {
         let lout = outputLength(length)
         guard lout > 0, length > 0 else { return }
+        if phaseTaps > 0 {
+            applyByPhases(x, length: length, into: y)
+            return
+        }
         let cin = inChannels / groups, cout = outChannels / groups
         let rows = cout * kernelSize
         let tile = max(32, min(length, (1 << 21) / max(rows, 1)))
@@ -212,6 +238,66 @@ public struct ConvTranspose1d: Sendable {
                     }
                     start += n
                 }
+            }
+        }
+    }
+
+    /// The phase-decomposed path (see the type's comment); writes every element of `y`.
+    ///
+    /// Output `j = q·stride + r − padding` is `bias + Σ_{i,m} weight[i, o, r + m·stride]·x[i, q − m]`, so tiles of
+    /// q are one product `Y = phaseWeight · col` with `col[i·taps + m, q] = x[i, q − m]`, then row `r·out + o` of Y
+    /// is interleaved into output row o at stride `stride`.
+    func applyByPhases(_ x: UnsafePointer<Float>, length: Int, into y: UnsafeMutablePointer<Float>) {
+        let lout = outputLength(length)
+        let (s, p, taps, cin, cout) = (stride, padding, phaseTaps, inChannels, outChannels)
+        let depth = cin * taps, rows = s * cout
+        let qmin = p / s, qmax = (lout - 1 + p) / s
+        let qcount = qmax - qmin + 1
+        // ~1 MB of product per tile, but at least 256 columns: at high channel counts the phase weights are tens of
+        // megabytes and are streamed once per tile.
+        let tile = min(qcount, max(256, (1 << 18) / max(rows, 1)))
+        let tiles = (qcount + tile - 1) / tile
+        let parallelTiles = tiles >= 2 * ComputeThreads.count || ComputeThreads.count == 1
+        phaseWeight.withUnsafeBufferPointer { wb in
+            guard let w = wb.baseAddress else { return }
+            let run = { (lo: Int, hi: Int, parallelGEMM: Bool) in
+                Scratch.with(depth * tile, rows * tile) { col, prod in
+                    for ti in lo..<hi {
+                        let q0 = qmin + ti * tile, n = min(tile, qmax + 1 - q0)
+                        for i in 0..<cin {
+                            let xi = x + i * length
+                            for m in 0..<taps {
+                                let dst = col + (i * taps + m) * n
+                                // x index q0 + t − m for t in 0..<n, zero outside the signal.
+                                let first = q0 - m
+                                let vlo = min(n, max(0, -first)), vhi = max(vlo, min(n, length - first))
+                                if vlo > 0 { dst.update(repeating: 0, count: vlo) }
+                                if vhi > vlo { (dst + vlo).update(from: xi + first + vlo, count: vhi - vlo) }
+                                if vhi < n { (dst + vhi).update(repeating: 0, count: n - vhi) }
+                            }
+                        }
+                        BLAS.gemm(m: rows, n: n, k: depth, a: w, lda: depth, b: col, ldb: n, c: prod, ldc: n,
+                                  parallel: parallelGEMM)
+                        for r in 0..<s {
+                            // Columns t with 0 ≤ (q0 + t)·s + r − p < lout.
+                            let base = q0 * s + r - p
+                            let tlo = base >= 0 ? 0 : (-base + s - 1) / s
+                            let thi = min(n, lout - base > 0 ? (lout - base + s - 1) / s : 0)
+                            guard thi > tlo else { continue }
+                            for o in 0..<cout {
+                                let src = prod + (r * cout + o) * n
+                                let dst = y + o * lout + base
+                                let b = bias?[o] ?? 0
+                                for t in tlo..<thi { dst[t * s] = src[t] + b }
+                            }
+                        }
+                    }
+                }
+            }
+            if parallelTiles {
+                ComputeThreads.parallelRanges(tiles) { lo, hi in run(lo, hi, false) }
+            } else {
+                run(0, tiles, true)
             }
         }
     }
