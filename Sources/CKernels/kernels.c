@@ -92,13 +92,27 @@ BODY void swiglu_bias_body(const float *x, ptrdiff_t rows, ptrdiff_t width, cons
     }
 }
 
+/* Columns go sixteen at a time through a fixed-size accumulator: the taps loop is inside, and the compiler only
+   vectorises innermost loops, so a plain i-outer/k-inner loop would stay scalar. Summation order per element:
+   tap 0, 1, ..., then bias, then the residual. */
 BODY void overlap_add_rows_body(const float *p, ptrdiff_t taps, ptrdiff_t dim, ptrdiff_t length, ptrdiff_t shift,
                                 const float *bias, float *y) {
     const ptrdiff_t stride = taps * dim;
     for (ptrdiff_t t = 0; t < length; t++) {
         float *d = y + t * dim;
-        for (ptrdiff_t i = 0; i < dim; i++) {
-            float acc = p[(t + shift) * stride + i];
+        const float *p0 = p + (t + shift) * stride;
+        ptrdiff_t i0 = 0;
+        for (; i0 + 16 <= dim; i0 += 16) {
+            float acc[16];
+            for (int j = 0; j < 16; j++) acc[j] = p0[i0 + j];
+            for (ptrdiff_t k = 1; k < taps; k++) {
+                const float *pk = p + (t + shift - k) * stride + k * dim + i0;
+                for (int j = 0; j < 16; j++) acc[j] += pk[j];
+            }
+            for (int j = 0; j < 16; j++) d[i0 + j] += acc[j] + bias[i0 + j];
+        }
+        for (ptrdiff_t i = i0; i < dim; i++) {
+            float acc = p0[i];
             for (ptrdiff_t k = 1; k < taps; k++) acc += p[(t + shift - k) * stride + k * dim + i];
             d[i] += acc + bias[i];
         }
@@ -171,6 +185,18 @@ BODY void snake_body(float *x, ptrdiff_t channels, ptrdiff_t length, const float
     }
 }
 
+BODY void snake_bias_body(float *x, ptrdiff_t channels, ptrdiff_t length, const float *bias, const float *alpha) {
+    for (ptrdiff_t c = 0; c < channels; c++) {
+        float a = alpha[c], b = bias[c];
+        float inv = 1.0f / (a + 1e-9f);
+        float *row = x + c * length;
+        for (ptrdiff_t t = 0; t < length; t++) {
+            float v = row[t] + b;
+            row[t] = v + inv * sin_squared(a * v);
+        }
+    }
+}
+
 BODY void snake_copy_body(const float *x, ptrdiff_t channels, ptrdiff_t length, const float *alpha, float *y) {
     for (ptrdiff_t c = 0; c < channels; c++) {
         float a = alpha[c];
@@ -194,6 +220,7 @@ typedef struct {
     void (*softmax_unnormalized)(float *, ptrdiff_t, ptrdiff_t, float *);
     void (*snake)(float *, ptrdiff_t, ptrdiff_t, const float *);
     void (*snake_copy)(const float *, ptrdiff_t, ptrdiff_t, const float *, float *);
+    void (*snake_bias)(float *, ptrdiff_t, ptrdiff_t, const float *, const float *);
 } kernel_table;
 
 #define INSTANTIATE(suffix, attr)                                                                                    \
@@ -217,10 +244,13 @@ typedef struct {
     attr static void snake_copy_##suffix(const float *x, ptrdiff_t c, ptrdiff_t l, const float *a, float *y) {      \
         snake_copy_body(x, c, l, a, y);                                                                            \
     }                                                                                                              \
+    attr static void snake_bias_##suffix(float *x, ptrdiff_t c, ptrdiff_t l, const float *b, const float *a) {      \
+        snake_bias_body(x, c, l, b, a);                                                                            \
+    }                                                                                                              \
     static const kernel_table table_##suffix = {silu_##suffix, sigmoid_##suffix, tanh_##suffix, swiglu_##suffix,   \
                                                 glu_##suffix, swiglu_bias_##suffix, overlap_add_rows_##suffix,     \
                                                 softmax_##suffix, softmax_unnormalized_##suffix,     \
-                                                snake_##suffix, snake_copy_##suffix};
+                                                snake_##suffix, snake_copy_##suffix, snake_bias_##suffix};
 
 INSTANTIATE(plain, )
 #ifdef TUSS_X86
@@ -284,6 +314,10 @@ void tuss_snake(float *x, ptrdiff_t channels, ptrdiff_t length, const float *alp
 }
 void tuss_snake_copy(const float *x, ptrdiff_t channels, ptrdiff_t length, const float *alpha, float *y) {
     kernels()->snake_copy(x, channels, length, alpha, y);
+}
+
+void tuss_snake_bias(float *x, ptrdiff_t channels, ptrdiff_t length, const float *bias, const float *alpha) {
+    kernels()->snake_bias(x, channels, length, bias, alpha);
 }
 
 int tuss_kernel_isa(void) {

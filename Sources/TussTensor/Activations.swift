@@ -76,6 +76,13 @@ public enum Activation {
         }
     }
 
+    /// Snake of `x + bias[c]` in place (a convolution's bias folded into the activation after it), single-threaded:
+    /// callers run it on tiles inside their own parallel loops.
+    public static func snake(_ x: UnsafeMutablePointer<Float>, channels: Int, length: Int, bias: UnsafePointer<Float>,
+                             alpha: UnsafePointer<Float>) {
+        tuss_snake_bias(x, channels, length, bias, alpha)
+    }
+
     /// The instruction set the element-wise kernels use: 0 plain, 1 AVX2+FMA, 2 AVX-512.
     public static var kernelISA: Int { Int(tuss_kernel_isa()) }
 

@@ -27,6 +27,8 @@ void tuss_softmax_rows_unnormalized(float *x, ptrdiff_t rows, ptrdiff_t width, f
 void tuss_snake(float *x, ptrdiff_t channels, ptrdiff_t length, const float *alpha);
 /* The same, reading x and writing y (the residual units keep their input for the skip connection). */
 void tuss_snake_copy(const float *x, ptrdiff_t channels, ptrdiff_t length, const float *alpha, float *y);
+/* Snake of (x + bias[c]) in place: a convolution's bias folded into the activation that follows it. */
+void tuss_snake_bias(float *x, ptrdiff_t channels, ptrdiff_t length, const float *bias, const float *alpha);
 
 /* Instruction set the kernels above run with: 0 plain (SSE2), 1 AVX2+FMA, 2 AVX-512. */
 int tuss_kernel_isa(void);
