@@ -59,17 +59,22 @@ public struct Conv1d: Sendable {
                 let tiles = (lout + tile - 1) / tile
                 let parallelTiles = tiles >= 2 * ComputeThreads.count
                 let body = { (t0: Int, t1: Int, parallelGEMM: Bool) in
-                    var cols = [Float](repeating: 0, count: depth * tile)
-                    cols.withUnsafeMutableBufferPointer { cbuf in
-                        let col = cbuf.baseAddress!
+                    Scratch.with(depth * tile) { col in
                         for ti in t0..<t1 {
                             let start = ti * tile
                             let n = min(tile, lout - start)
                             for g in 0..<groups {
                                 self.im2col(x + g * cin * length, channels: cin, length: length,
                                             start: start, count: n, into: col)
+                                // The bias goes in as the product's accumulator (beta = 1) while the tile is in
+                                // cache, instead of a separate pass over the whole output; acc + bias is the same
+                                // single rounding either way.
+                                let yg = y + g * cout * lout + start
+                                if let bias {
+                                    for o in 0..<cout { (yg + o * lout).update(repeating: bias[g * cout + o], count: n) }
+                                }
                                 BLAS.gemm(m: cout, n: n, k: depth, a: w + g * cout * depth, lda: depth,
-                                          b: col, ldb: n, c: y + g * cout * lout + start, ldc: lout,
+                                          b: col, ldb: n, beta: bias == nil ? 0 : 1, c: yg, ldc: lout,
                                           parallel: parallelGEMM)
                             }
                         }
@@ -82,7 +87,7 @@ public struct Conv1d: Sendable {
                 }
             }
         }
-        if let bias {
+        if let bias, kernelSize == 1 && stride == 1 && padding == 0 {
             bias.withUnsafeBufferPointer { b in
                 ComputeThreads.parallelRanges(outChannels, minChunk: max(1, 65536 / max(lout, 1))) { lo, hi in
                     for o in lo..<hi {
@@ -113,10 +118,14 @@ public struct Conv1d: Sendable {
                     if validEnd > t { (dst + t).update(from: xc + first + t, count: validEnd - t); t = validEnd }
                     while t < count { dst[t] = 0; t += 1 }
                 } else {
-                    for t in 0..<count {
-                        let i = (start + t) * stride + offset
-                        dst[t] = (i >= 0 && i < length) ? xc[i] : 0
-                    }
+                    // Taps (start + t)·stride + offset inside the signal for t in lo..<hi; zeros around them.
+                    let base = start * stride + offset
+                    let lo = min(count, base >= 0 ? 0 : (-base + stride - 1) / stride)
+                    let hi = max(lo, min(count, length - base > 0 ? (length - base + stride - 1) / stride : 0))
+                    if lo > 0 { dst.update(repeating: 0, count: lo) }
+                    let src = xc + base
+                    for t in lo..<hi { dst[t] = src[t * stride] }
+                    if hi < count { (dst + hi).update(repeating: 0, count: count - hi) }
                 }
             }
         }
@@ -207,10 +216,9 @@ public struct ConvTranspose1d: Sendable {
         } else {
             y.update(repeating: 0, count: outChannels * lout)
         }
-        var cols = [Float](repeating: 0, count: rows * tile)
         weight.withUnsafeBufferPointer { wbuf in
-            cols.withUnsafeMutableBufferPointer { cbuf in
-                let w = wbuf.baseAddress!, col = cbuf.baseAddress!
+            Scratch.with(rows * tile) { col in
+                let w = wbuf.baseAddress!
                 var start = 0
                 while start < length {
                     let n = min(tile, length - start)
