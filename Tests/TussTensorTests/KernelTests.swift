@@ -54,6 +54,40 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Large beta = 0 products run in row blocks (see `BLAS.zeroedSplitFloats`): same result as the naive loops, for
+    /// every transpose, on one and two threads.
+    func testLargeZeroBetaGemmInRowBlocks() {
+        var rng = TestRNG(24)
+        let (m, n, k) = (9001, 300, 9)
+        XCTAssertGreaterThan(m * n, 1 << 21)
+        for transA in [false, true] {
+            for transB in [false, true] {
+                let a = rng.array(m * k), b = rng.array(k * n)
+                var expected = [Float](repeating: 0, count: m * n)
+                for i in 0..<m { for j in 0..<n {
+                    var acc = 0.0
+                    for p in 0..<k {
+                        let av = transA ? a[p * m + i] : a[i * k + p]
+                        let bv = transB ? b[j * k + p] : b[p * n + j]
+                        acc += Double(av) * Double(bv)
+                    }
+                    expected[i * n + j] = Float(0.5 * acc)
+                } }
+                for threads in [1, 2] {
+                    ComputeThreads.configure(threads)
+                    var c = [Float](repeating: .nan, count: m * n)
+                    a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                        BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5,
+                                  a: pa.baseAddress!, lda: transA ? m : k, b: pb.baseAddress!, ldb: transB ? k : n,
+                                  beta: 0, c: pc.baseAddress!, ldc: n)
+                    } } }
+                    XCTAssertLessThan(relativeError(c, expected), 1e-6, "transA \(transA) transB \(transB) threads \(threads)")
+                }
+                ComputeThreads.configure(2)
+            }
+        }
+    }
+
     func testBatchedMatmulAndLinear() {
         var rng = TestRNG(2)
         let a = Tensor(shape: [3, 4, 5], data: rng.array(60)), b = Tensor(shape: [3, 5, 6], data: rng.array(90))
