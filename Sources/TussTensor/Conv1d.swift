@@ -55,8 +55,7 @@ public struct Conv1d: Sendable {
                 }
             } else {
                 // Tiles of output positions: enough columns for an efficient GEMM, scratch ≤ ~8 MB.
-                let tile = max(64, min(lout, (1 << 21) / max(depth, 1)))
-                let tiles = (lout + tile - 1) / tile
+                let (tile, tiles) = ComputeThreads.balancedTiles(lout, maxTile: max(64, (1 << 21) / max(depth, 1)))
                 let parallelTiles = tiles >= 2 * ComputeThreads.count
                 let body = { (t0: Int, t1: Int, parallelGEMM: Bool) in
                     Scratch.with(depth * tile) { col in
@@ -263,8 +262,7 @@ public struct ConvTranspose1d: Sendable {
         let qcount = qmax - qmin + 1
         // ~1 MB of product per tile, but at least 256 columns: at high channel counts the phase weights are tens of
         // megabytes and are streamed once per tile.
-        let tile = min(qcount, max(256, (1 << 18) / max(rows, 1)))
-        let tiles = (qcount + tile - 1) / tile
+        let (tile, tiles) = ComputeThreads.balancedTiles(qcount, maxTile: max(256, (1 << 18) / max(rows, 1)))
         let parallelTiles = tiles >= 2 * ComputeThreads.count || ComputeThreads.count == 1
         phaseWeight.withUnsafeBufferPointer { wb in
             guard let w = wb.baseAddress else { return }

@@ -39,8 +39,7 @@ public struct SnakeResidualUnit: Sendable {
         let depth = c * k, halo = d * (k - 1)
         // About 1 MB of im2col per tile (fits L2 next to the hidden tile), but at least 256 columns so the products
         // stay efficient at high channel counts.
-        let tile = min(length, max(256, (1 << 18) / max(depth, 1)))
-        let tiles = (length + tile - 1) / tile
+        let (tile, tiles) = ComputeThreads.balancedTiles(length, maxTile: max(256, (1 << 18) / max(depth, 1)))
         let parallelTiles = tiles >= 2 * ComputeThreads.count || ComputeThreads.count == 1
         conv1.weight.withUnsafeBufferPointer { w1b in conv2.weight.withUnsafeBufferPointer { w2b in
         alpha1.withUnsafeBufferPointer { a1b in alpha2.withUnsafeBufferPointer { a2b in
