@@ -8,9 +8,10 @@ swift build -c release -Xswiftc -enable-testing --build-tests || exit 1
 mkdir -p .build
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing 2>&1 | tee .build/swift-test.log
 swift_status=${PIPESTATUS[0]}
-summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" .build/swift-test.log | tail -1)
+# XCTest writes "with N failures" or, when tests were skipped, "with K tests skipped and N failures".
+summary=$(grep -E "Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?" .build/swift-test.log | tail -1)
 swift_total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-swift_failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+swift_failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
 swift_skipped=$(grep -cE "Test Case .* skipped" .build/swift-test.log)
 [ -n "$swift_total" ] || { echo "no Swift test summary found"; exit 1; }
 passed=$((swift_total - swift_failed - swift_skipped)); failed=$swift_failed; skipped=$swift_skipped

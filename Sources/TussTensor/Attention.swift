@@ -78,62 +78,64 @@ public struct MultiHeadSelfAttention: Sendable {
     public func apply(_ x: UnsafePointer<Float>, sequences: Int, length: Int, into y: UnsafeMutablePointer<Float>,
                       accumulate: Bool = false) {
         let rows = sequences * length
+        guard rows > 0 else { return }
         let a = attentionDim, dh = a / heads, width = 3 * a
-        var projected = [Float](repeating: 0, count: rows * width)
-        var mixed = [Float](repeating: 0, count: rows * a)
         let table = rope?.table(length: length)
-        projected.withUnsafeMutableBufferPointer { pbuf in
-            mixed.withUnsafeMutableBufferPointer { mbuf in
-                let proj = pbuf.baseAddress!, mix = mbuf.baseAddress!
-                qkv.apply(x, rows: rows, into: proj)
-                if let table {
-                    table.cos.withUnsafeBufferPointer { cb in
-                        table.sin.withUnsafeBufferPointer { sb in
-                            let half = dh / 2
-                            let c = cb.baseAddress!, s = sb.baseAddress!
-                            ComputeThreads.parallelRanges(rows, minChunk: 256) { lo, hi in
-                                for r in lo..<hi {
-                                    let pos = r % length
-                                    let row = proj + r * width
-                                    for h in 0..<heads {
-                                        RotaryEmbedding.rotate(row + h * dh, position: pos, cos: c, sin: s, half: half)
-                                        RotaryEmbedding.rotate(row + a + h * dh, position: pos, cos: c, sin: s, half: half)
-                                    }
+        Scratch.with(rows * width, rows * a) { proj, mix in
+            qkv.apply(x, rows: rows, into: proj)
+            if let table {
+                table.cos.withUnsafeBufferPointer { cb in
+                    table.sin.withUnsafeBufferPointer { sb in
+                        let half = dh / 2
+                        guard let c = cb.baseAddress, let s = sb.baseAddress else { return }
+                        ComputeThreads.parallelRanges(rows, minChunk: 256) { lo, hi in
+                            for r in lo..<hi {
+                                let pos = r % length
+                                let row = proj + r * width
+                                for h in 0..<heads {
+                                    RotaryEmbedding.rotate(row + h * dh, position: pos, cos: c, sin: s, half: half)
+                                    RotaryEmbedding.rotate(row + a + h * dh, position: pos, cos: c, sin: s, half: half)
                                 }
                             }
                         }
                     }
                 }
-                let scale = 1 / Float(dh).squareRoot()
-                let items = sequences * heads
-                // Query rows go in blocks of up to 1024: one block per head for TUSS's sequence lengths, which packs
-                // k and v once (smaller blocks re-pack them for each block and measured slower), while bounding the
-                // score scratch for long sequences.
-                let block = min(length, 1024)
-                ComputeThreads.parallelRanges(items) { lo, hi in
-                    var scores = [Float](repeating: 0, count: block * length)
-                    scores.withUnsafeMutableBufferPointer { sbuf in
-                        let sc = sbuf.baseAddress!
-                        for item in lo..<hi {
-                            let seq = item / heads, h = item % heads
-                            let base = proj + seq * length * width
-                            let k = base + a + h * dh, v = base + 2 * a + h * dh
-                            var q0 = 0
-                            while q0 < length {
-                                let rows = min(block, length - q0)
-                                BLAS.gemm(transB: true, m: rows, n: length, k: dh, alpha: scale,
-                                          a: base + q0 * width + h * dh, lda: width, b: k, ldb: width,
-                                          c: sc, ldc: length, parallel: false)
-                                Activation.softmaxRows(sc, rows: rows, width: length)
-                                BLAS.gemm(m: rows, n: dh, k: length, a: sc, lda: length, b: v, ldb: width,
-                                          c: mix + (seq * length + q0) * a + h * dh, ldc: a, parallel: false)
-                                q0 += rows
+            }
+            let scale = 1 / Float(dh).squareRoot()
+            let items = sequences * heads
+            // Query rows go in blocks of up to 1024: one block per head for TUSS's sequence lengths, which packs
+            // k and v once (smaller blocks re-pack them for each block and measured slower), while bounding the
+            // score scratch for long sequences.
+            let block = min(length, 1024)
+            ComputeThreads.parallelRanges(items) { lo, hi in
+                // Scores, then one inverse row sum per query: the softmax leaves the scores unnormalised and the
+                // dh-wide output row is scaled instead, one pass over the length-wide score row fewer.
+                Scratch.with(block * length + block) { sc in
+                    let inv = sc + block * length
+                    for item in lo..<hi {
+                        let seq = item / heads, h = item % heads
+                        let base = proj + seq * length * width
+                        let k = base + a + h * dh, v = base + 2 * a + h * dh
+                        var q0 = 0
+                        while q0 < length {
+                            let rows = min(block, length - q0)
+                            BLAS.gemm(transB: true, m: rows, n: length, k: dh, alpha: scale,
+                                      a: base + q0 * width + h * dh, lda: width, b: k, ldb: width,
+                                      c: sc, ldc: length, parallel: false)
+                            Activation.softmaxRowsUnnormalized(sc, rows: rows, width: length, inverseSums: inv)
+                            let out = mix + (seq * length + q0) * a + h * dh
+                            BLAS.gemm(m: rows, n: dh, k: length, a: sc, lda: length, b: v, ldb: width,
+                                      c: out, ldc: a, parallel: false)
+                            for r in 0..<rows {
+                                let o = out + r * a, f = inv[r]
+                                for i in 0..<dh { o[i] *= f }
                             }
+                            q0 += rows
                         }
                     }
                 }
-                output.apply(mix, rows: rows, into: y, accumulate: accumulate)
             }
+            output.apply(mix, rows: rows, into: y, accumulate: accumulate)
         }
     }
 }

@@ -52,6 +52,18 @@ public enum ComputeThreads {
         }
     }
 
+    /// Splits `total` items into tiles of at most `maxTile`, rounding the tile count up to a multiple of the worker
+    /// count when there are few tiles: five tiles on two workers leave one worker idle for a fifth of the layer.
+    public static func balancedTiles(_ total: Int, maxTile: Int) -> (tile: Int, tiles: Int) {
+        guard total > 0 else { return (max(maxTile, 1), 0) }
+        let maxTile = max(1, min(maxTile, total))
+        var tiles = (total + maxTile - 1) / maxTile
+        let w = count
+        if w > 1 && tiles >= w && tiles < 8 * w { tiles = (tiles + w - 1) / w * w }
+        let tile = (total + tiles - 1) / tiles
+        return (tile, (total + tile - 1) / tile)
+    }
+
     /// Runs `body(lo, hi)` over a partition of `0..<total` into at most `count` ranges of at least `minChunk` items.
     public static func parallelRanges(_ total: Int, minChunk: Int = 1, _ body: (Int, Int) -> Void) {
         guard total > 0 else { return }

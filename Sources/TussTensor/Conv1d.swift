@@ -55,21 +55,25 @@ public struct Conv1d: Sendable {
                 }
             } else {
                 // Tiles of output positions: enough columns for an efficient GEMM, scratch ≤ ~8 MB.
-                let tile = max(64, min(lout, (1 << 21) / max(depth, 1)))
-                let tiles = (lout + tile - 1) / tile
+                let (tile, tiles) = ComputeThreads.balancedTiles(lout, maxTile: max(64, (1 << 21) / max(depth, 1)))
                 let parallelTiles = tiles >= 2 * ComputeThreads.count
                 let body = { (t0: Int, t1: Int, parallelGEMM: Bool) in
-                    var cols = [Float](repeating: 0, count: depth * tile)
-                    cols.withUnsafeMutableBufferPointer { cbuf in
-                        let col = cbuf.baseAddress!
+                    Scratch.with(depth * tile) { col in
                         for ti in t0..<t1 {
                             let start = ti * tile
                             let n = min(tile, lout - start)
                             for g in 0..<groups {
                                 self.im2col(x + g * cin * length, channels: cin, length: length,
                                             start: start, count: n, into: col)
+                                // The bias goes in as the product's accumulator (beta = 1) while the tile is in
+                                // cache, instead of a separate pass over the whole output; acc + bias is the same
+                                // single rounding either way.
+                                let yg = y + g * cout * lout + start
+                                if let bias {
+                                    for o in 0..<cout { (yg + o * lout).update(repeating: bias[g * cout + o], count: n) }
+                                }
                                 BLAS.gemm(m: cout, n: n, k: depth, a: w + g * cout * depth, lda: depth,
-                                          b: col, ldb: n, c: y + g * cout * lout + start, ldc: lout,
+                                          b: col, ldb: n, beta: bias == nil ? 0 : 1, c: yg, ldc: lout,
                                           parallel: parallelGEMM)
                             }
                         }
@@ -82,7 +86,7 @@ public struct Conv1d: Sendable {
                 }
             }
         }
-        if let bias {
+        if let bias, kernelSize == 1 && stride == 1 && padding == 0 {
             bias.withUnsafeBufferPointer { b in
                 ComputeThreads.parallelRanges(outChannels, minChunk: max(1, 65536 / max(lout, 1))) { lo, hi in
                     for o in lo..<hi {
@@ -113,10 +117,14 @@ public struct Conv1d: Sendable {
                     if validEnd > t { (dst + t).update(from: xc + first + t, count: validEnd - t); t = validEnd }
                     while t < count { dst[t] = 0; t += 1 }
                 } else {
-                    for t in 0..<count {
-                        let i = (start + t) * stride + offset
-                        dst[t] = (i >= 0 && i < length) ? xc[i] : 0
-                    }
+                    // Taps (start + t)·stride + offset inside the signal for t in lo..<hi; zeros around them.
+                    let base = start * stride + offset
+                    let lo = min(count, base >= 0 ? 0 : (-base + stride - 1) / stride)
+                    let hi = max(lo, min(count, length - base > 0 ? (length - base + stride - 1) / stride : 0))
+                    if lo > 0 { dst.update(repeating: 0, count: lo) }
+                    let src = xc + base
+                    for t in lo..<hi { dst[t] = src[t * stride] }
+                    if hi < count { (dst + hi).update(repeating: 0, count: count - hi) }
                 }
             }
         }
@@ -130,8 +138,11 @@ public struct Conv1d: Sendable {
 
 /// A 1-D transposed convolution with PyTorch's semantics (weight `[in, out / groups, kernel]`), lowered to GEMM.
 ///
-/// Each input column is expanded by one product into `[out·kernel]` taps, which are then scattered (col2im)
-/// into the output at `t·stride + κ·dilation − padding`.
+/// Without groups or dilation (DAC's upsamplers) the layer runs as `stride` ordinary convolutions, one per output
+/// phase `r = (j + padding) mod stride`: phase r sees only the taps `κ = r + m·stride`, so all phases together are
+/// one product of `[stride·out, in·taps]` phase weights with a `taps`-deep im2col of the input, and every output is
+/// written once (no col2im scatter-add, and a `taps`× deeper product). Otherwise each input column is expanded by
+/// one product into `[out·kernel]` taps, which are scattered into the output at `t·stride + κ·dilation − padding`.
 public struct ConvTranspose1d: Sendable {
     public let weight: [Float]
     public let bias: [Float]?
@@ -143,6 +154,10 @@ public struct ConvTranspose1d: Sendable {
     public let padding: Int
     public let outputPadding: Int
     public let groups: Int
+    /// Phase weights `[stride·out, in·phaseTaps]` (row `r·out + o`, column `i·phaseTaps + m` = `weight[i, o, r + m·stride]`,
+    /// zero past the kernel) when the phase decomposition applies, else empty.
+    let phaseWeight: [Float]
+    let phaseTaps: Int
 
     /// Creates a transposed convolution; sizes are checked against the weight.
     public init(weight: [Float], bias: [Float]?, inChannels: Int, outChannels: Int, kernelSize: Int,
@@ -161,6 +176,21 @@ public struct ConvTranspose1d: Sendable {
         self.padding = padding
         self.outputPadding = outputPadding
         self.groups = groups
+        if groups == 1 && dilation == 1 && stride > 0 {
+            let taps = (kernelSize + stride - 1) / stride
+            var pw = [Float](repeating: 0, count: stride * outChannels * inChannels * taps)
+            for r in 0..<stride { for o in 0..<outChannels { for i in 0..<inChannels { for m in 0..<taps {
+                let kk = r + m * stride
+                if kk < kernelSize {
+                    pw[(r * outChannels + o) * inChannels * taps + i * taps + m] = weight[(i * outChannels + o) * kernelSize + kk]
+                }
+            } } } }
+            phaseWeight = pw
+            phaseTaps = taps
+        } else {
+            phaseWeight = []
+            phaseTaps = 0
+        }
     }
 
     /// The output length for an input of `length` samples.
@@ -172,6 +202,10 @@ public struct ConvTranspose1d: Sendable {
     public func apply(_ x: UnsafePointer<Float>, length: Int, into y: UnsafeMutablePointer<Float>) {
         let lout = outputLength(length)
         guard lout > 0, length > 0 else { return }
+        if phaseTaps > 0 {
+            applyByPhases(x, length: length, into: y)
+            return
+        }
         let cin = inChannels / groups, cout = outChannels / groups
         let rows = cout * kernelSize
         let tile = max(32, min(length, (1 << 21) / max(rows, 1)))
@@ -181,10 +215,9 @@ public struct ConvTranspose1d: Sendable {
         } else {
             y.update(repeating: 0, count: outChannels * lout)
         }
-        var cols = [Float](repeating: 0, count: rows * tile)
         weight.withUnsafeBufferPointer { wbuf in
-            cols.withUnsafeMutableBufferPointer { cbuf in
-                let w = wbuf.baseAddress!, col = cbuf.baseAddress!
+            Scratch.with(rows * tile) { col in
+                let w = wbuf.baseAddress!
                 var start = 0
                 while start < length {
                     let n = min(tile, length - start)
@@ -212,6 +245,65 @@ public struct ConvTranspose1d: Sendable {
                     }
                     start += n
                 }
+            }
+        }
+    }
+
+    /// The phase-decomposed path (see the type's comment); writes every element of `y`.
+    ///
+    /// Output `j = q·stride + r − padding` is `bias + Σ_{i,m} weight[i, o, r + m·stride]·x[i, q − m]`, so tiles of
+    /// q are one product `Y = phaseWeight · col` with `col[i·taps + m, q] = x[i, q − m]`, then row `r·out + o` of Y
+    /// is interleaved into output row o at stride `stride`.
+    func applyByPhases(_ x: UnsafePointer<Float>, length: Int, into y: UnsafeMutablePointer<Float>) {
+        let lout = outputLength(length)
+        let (s, p, taps, cin, cout) = (stride, padding, phaseTaps, inChannels, outChannels)
+        let depth = cin * taps, rows = s * cout
+        let qmin = p / s, qmax = (lout - 1 + p) / s
+        let qcount = qmax - qmin + 1
+        // ~1 MB of product per tile, but at least 256 columns: at high channel counts the phase weights are tens of
+        // megabytes and are streamed once per tile.
+        let (tile, tiles) = ComputeThreads.balancedTiles(qcount, maxTile: max(256, (1 << 18) / max(rows, 1)))
+        let parallelTiles = tiles >= 2 * ComputeThreads.count || ComputeThreads.count == 1
+        phaseWeight.withUnsafeBufferPointer { wb in
+            guard let w = wb.baseAddress else { return }
+            let run = { (lo: Int, hi: Int, parallelGEMM: Bool) in
+                Scratch.with(depth * tile, rows * tile) { col, prod in
+                    for ti in lo..<hi {
+                        let q0 = qmin + ti * tile, n = min(tile, qmax + 1 - q0)
+                        for i in 0..<cin {
+                            let xi = x + i * length
+                            for m in 0..<taps {
+                                let dst = col + (i * taps + m) * n
+                                // x index q0 + t − m for t in 0..<n, zero outside the signal.
+                                let first = q0 - m
+                                let vlo = min(n, max(0, -first)), vhi = max(vlo, min(n, length - first))
+                                if vlo > 0 { dst.update(repeating: 0, count: vlo) }
+                                if vhi > vlo { (dst + vlo).update(from: xi + first + vlo, count: vhi - vlo) }
+                                if vhi < n { (dst + vhi).update(repeating: 0, count: n - vhi) }
+                            }
+                        }
+                        BLAS.gemm(m: rows, n: n, k: depth, a: w, lda: depth, b: col, ldb: n, c: prod, ldc: n,
+                                  parallel: parallelGEMM)
+                        for r in 0..<s {
+                            // Columns t with 0 ≤ (q0 + t)·s + r − p < lout.
+                            let base = q0 * s + r - p
+                            let tlo = base >= 0 ? 0 : (-base + s - 1) / s
+                            let thi = min(n, lout - base > 0 ? (lout - base + s - 1) / s : 0)
+                            guard thi > tlo else { continue }
+                            for o in 0..<cout {
+                                let src = prod + (r * cout + o) * n
+                                let dst = y + o * lout + base
+                                let b = bias?[o] ?? 0
+                                for t in tlo..<thi { dst[t * s] = src[t] + b }
+                            }
+                        }
+                    }
+                }
+            }
+            if parallelTiles {
+                ComputeThreads.parallelRanges(tiles) { lo, hi in run(lo, hi, false) }
+            } else {
+                run(0, tiles, true)
             }
         }
     }

@@ -50,6 +50,14 @@ public enum BLAS {
         }
     }
 
+    /// With `beta = 0`, OpenBLAS first zeroes all of C in a separate pass, then its kernel writes C again; for a
+    /// C of tens of megabytes (TUSS's qkv projection is 53 MB) both passes go to memory. Such products (C above
+    /// `zeroedSplitFloats`, 8 MB: the sgemm 1024³ reference's 4 MB C is never split) run in row blocks of about
+    /// `zeroedBlockFloats`, so the zeroed block is still in L2 when the kernel writes it. The blocks share the
+    /// product's K loop, so every element is computed exactly as in one call.
+    static let zeroedBlockFloats = 1 << 18
+    static let zeroedSplitFloats = 1 << 21
+
     static func _sgemm(
         _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
         _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
@@ -67,6 +75,25 @@ public enum BLAS {
             }
             return
         }
+        let block = max(256, zeroedBlockFloats / max(n, 1))
+        if beta == 0 && m * n > zeroedSplitFloats && m > 2 * block {
+            var r = 0
+            while r < m {
+                let rows = min(block, m - r)
+                let aBlock = transA ? a + r : a + r * lda
+                _sgemmCall(transA, transB, rows, n, k, alpha, aBlock, lda, b, ldb, beta, c + r * ldc, ldc)
+                r += rows
+            }
+            return
+        }
+        _sgemmCall(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    static func _sgemmCall(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+        _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int
+    ) {
         cblas_sgemm(
             CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

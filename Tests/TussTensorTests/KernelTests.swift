@@ -54,6 +54,40 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Large beta = 0 products run in row blocks (see `BLAS.zeroedSplitFloats`): same result as the naive loops, for
+    /// every transpose, on one and two threads.
+    func testLargeZeroBetaGemmInRowBlocks() {
+        var rng = TestRNG(24)
+        let (m, n, k) = (9001, 300, 9)
+        XCTAssertGreaterThan(m * n, 1 << 21)
+        for transA in [false, true] {
+            for transB in [false, true] {
+                let a = rng.array(m * k), b = rng.array(k * n)
+                var expected = [Float](repeating: 0, count: m * n)
+                for i in 0..<m { for j in 0..<n {
+                    var acc = 0.0
+                    for p in 0..<k {
+                        let av = transA ? a[p * m + i] : a[i * k + p]
+                        let bv = transB ? b[j * k + p] : b[p * n + j]
+                        acc += Double(av) * Double(bv)
+                    }
+                    expected[i * n + j] = Float(0.5 * acc)
+                } }
+                for threads in [1, 2] {
+                    ComputeThreads.configure(threads)
+                    var c = [Float](repeating: .nan, count: m * n)
+                    a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                        BLAS.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5,
+                                  a: pa.baseAddress!, lda: transA ? m : k, b: pb.baseAddress!, ldb: transB ? k : n,
+                                  beta: 0, c: pc.baseAddress!, ldc: n)
+                    } } }
+                    XCTAssertLessThan(relativeError(c, expected), 1e-6, "transA \(transA) transB \(transB) threads \(threads)")
+                }
+                ComputeThreads.configure(2)
+            }
+        }
+    }
+
     func testBatchedMatmulAndLinear() {
         var rng = TestRNG(2)
         let a = Tensor(shape: [3, 4, 5], data: rng.array(60)), b = Tensor(shape: [3, 5, 6], data: rng.array(90))
@@ -224,6 +258,150 @@ final class KernelTests: XCTestCase {
             let row = x[r * 4..<r * 4 + 4].map(Double.init)
             let z = row.map { exp($0) }.reduce(0, +)
             for i in 0..<4 { XCTAssertEqual(Double(sm[r * 4 + i]), exp(row[i]) / z, accuracy: 1e-6) }
+        }
+    }
+
+    /// Every instruction-set variant of the C kernels against double-precision formulas, on lengths with SIMD tails.
+    func testElementwiseKernelsEveryISAAgainstNaive() {
+        var rng = TestRNG(21)
+        let best = Activation.kernelISA
+        defer { Activation.forceKernelISA(best) }
+        let (rows, width) = (3, 1003)
+        let x = rng.array(rows * 2 * width).map { $0 * 6 }
+        let bias = rng.array(2 * width)
+        for isa in 0...2 {
+            Activation.forceKernelISA(isa)
+            func run(_ f: (UnsafeMutablePointer<Float>, Int) -> Void) -> [Float] {
+                var y = x; y.withUnsafeMutableBufferPointer { f($0.baseAddress!, $0.count) }; return y
+            }
+            let silu = run { Activation.silu($0, count: $1) }
+            let th = run { Activation.tanh($0, count: $1) }
+            let sg = run { Activation.sigmoid($0, count: $1) }
+            for i in 0..<x.count {
+                let v = Double(x[i])
+                XCTAssertEqual(Double(silu[i]), v / (1 + exp(-v)), accuracy: 1e-5 * max(1, abs(v)), "isa \(isa)")
+                XCTAssertEqual(Double(th[i]), Foundation_tanh(v), accuracy: 1e-6, "isa \(isa)")
+                XCTAssertEqual(Double(sg[i]), 1 / (1 + exp(-v)), accuracy: 1e-6, "isa \(isa)")
+            }
+            var glu = [Float](repeating: 0, count: rows * width), swi = glu, swib = glu
+            glu.withUnsafeMutableBufferPointer { Activation.glu(x, rows: rows, width: width, into: $0.baseAddress!) }
+            swi.withUnsafeMutableBufferPointer { Activation.swiglu(x, rows: rows, width: width, into: $0.baseAddress!) }
+            swib.withUnsafeMutableBufferPointer { Activation.swiglu(x, rows: rows, width: width, bias: bias, into: $0.baseAddress!) }
+            for r in 0..<rows { for i in 0..<width {
+                let a = Double(x[r * 2 * width + i]), g = Double(x[r * 2 * width + width + i])
+                let ab = Double(x[r * 2 * width + i] + bias[i]), gb = Double(x[r * 2 * width + width + i] + bias[width + i])
+                XCTAssertEqual(Double(glu[r * width + i]), a / (1 + exp(-g)), accuracy: 1e-5, "isa \(isa)")
+                XCTAssertEqual(Double(swi[r * width + i]), a * g / (1 + exp(-g)), accuracy: 2e-5 * max(1, abs(a * g)), "isa \(isa)")
+                XCTAssertEqual(Double(swib[r * width + i]), ab * gb / (1 + exp(-gb)), accuracy: 2e-5 * max(1, abs(ab * gb)), "isa \(isa)")
+            } }
+            // Softmax, normalised and with the inverse sums returned.
+            var sm = x, un = x
+            var inv = [Float](repeating: 0, count: 2 * rows)
+            sm.withUnsafeMutableBufferPointer { Activation.softmaxRows($0.baseAddress!, rows: 2 * rows, width: width) }
+            un.withUnsafeMutableBufferPointer { u in inv.withUnsafeMutableBufferPointer { v in
+                Activation.softmaxRowsUnnormalized(u.baseAddress!, rows: 2 * rows, width: width, inverseSums: v.baseAddress!)
+            } }
+            for r in 0..<2 * rows {
+                let row = x[r * width..<(r + 1) * width].map(Double.init)
+                let m = row.max()!
+                let z = row.map { exp($0 - m) }.reduce(0, +)
+                for i in 0..<width {
+                    let e = exp(row[i] - m) / z
+                    XCTAssertEqual(Double(sm[r * width + i]), e, accuracy: 2e-6 * e + 1e-12, "isa \(isa)")
+                    XCTAssertEqual(Double(un[r * width + i] * inv[r]), e, accuracy: 2e-6 * e + 1e-12, "isa \(isa)")
+                }
+            }
+            // Snake in place, copied, and with a bias folded in.
+            let channels = 6, length = x.count / 6
+            let alpha = rng.array(channels).map { abs($0) * 3 + 0.05 }
+            let cb = rng.array(channels)
+            var sn = x, sc = [Float](repeating: 0, count: x.count), sb = x
+            sn.withUnsafeMutableBufferPointer { Activation.snake($0.baseAddress!, channels: channels, length: length, alpha: alpha) }
+            sc.withUnsafeMutableBufferPointer { Activation.snake(x, channels: channels, length: length, alpha: alpha, into: $0.baseAddress!) }
+            sb.withUnsafeMutableBufferPointer { Activation.snake($0.baseAddress!, channels: channels, length: length, bias: cb, alpha: alpha) }
+            for c in 0..<channels { for t in 0..<length {
+                let a = Double(alpha[c])
+                func snake(_ v: Double) -> Double { v + pow(sin(Double(Float(a * v))), 2) / (a + 1e-9) }
+                let v = Double(x[c * length + t]), vb = Double(x[c * length + t] + cb[c])
+                XCTAssertEqual(Double(sn[c * length + t]), snake(v), accuracy: 2e-5 * max(1, abs(v)), "isa \(isa)")
+                XCTAssertEqual(sc[c * length + t], sn[c * length + t], "isa \(isa)")
+                XCTAssertEqual(Double(sb[c * length + t]), snake(vb), accuracy: 2e-5 * max(1, abs(vb)), "isa \(isa)")
+            } }
+            // Gather-add of per-tap products (the TUSS deconvolution): dims with and without a 16-wide tail.
+            for dim in [64, 37] {
+                let taps = 4, shift = 3, len = 50
+                let prows = len + shift
+                let pm = rng.array(prows * taps * dim), db = rng.array(dim), y0 = rng.array(len * dim)
+                var y = y0
+                y.withUnsafeMutableBufferPointer {
+                    Activation.overlapAddRows(pm, taps: taps, dim: dim, length: len, shift: shift, bias: db, into: $0.baseAddress!)
+                }
+                for t in 0..<len { for i in 0..<dim {
+                    var e = Double(y0[t * dim + i]) + Double(db[i])
+                    for k in 0..<taps { e += Double(pm[(t + shift - k) * taps * dim + k * dim + i]) }
+                    XCTAssertEqual(Double(y[t * dim + i]), e, accuracy: 1e-5, "isa \(isa) dim \(dim)")
+                } }
+            }
+        }
+    }
+
+    /// The fused DAC residual unit against the unfused definition with naive convolutions, over several tiles.
+    func testSnakeResidualUnitAgainstNaive() {
+        var rng = TestRNG(22)
+        for (c, len, dil) in [(3, 50, 1), (40, 3000, 9), (24, 2000, 3)] {
+            let x = rng.array(c * len).map { $0 * 2 }
+            let w1 = rng.array(c * c * 7).map { $0 * 0.3 }, b1 = rng.array(c)
+            let w2 = rng.array(c * c).map { $0 * 0.3 }, b2 = rng.array(c)
+            let a1 = rng.array(c).map { abs($0) + 0.1 }, a2 = rng.array(c).map { abs($0) + 0.1 }
+            let unit = SnakeResidualUnit(
+                conv1: Conv1d(weight: w1, bias: b1, inChannels: c, outChannels: c, kernelSize: 7, dilation: dil, padding: 3 * dil),
+                conv2: Conv1d(weight: w2, bias: b2, inChannels: c, outChannels: c, kernelSize: 1),
+                alpha1: a1, alpha2: a2)
+            func snake(_ v: [Float], _ alpha: [Float]) -> [Float] {
+                var out = v
+                for ch in 0..<c { for t in 0..<len {
+                    let a = Double(alpha[ch]), u = Double(v[ch * len + t])
+                    out[ch * len + t] = Float(u + pow(sin(a * u), 2) / (a + 1e-9))
+                } }
+                return out
+            }
+            let h = snake(naiveConv(snake(x, a1), cin: c, len: len, w: w1, bias: b1, cout: c, k: 7, stride: 1, dil: dil, pad: 3 * dil, groups: 1), a2)
+            let r = naiveConv(h, cin: c, len: len, w: w2, bias: b2, cout: c, k: 1, stride: 1, dil: 1, pad: 0, groups: 1)
+            let expected = zip(r, x).map { $0 + $1 }
+            for threads in [1, 2] {
+                ComputeThreads.configure(threads)
+                let y = unit(Tensor(shape: [c, len], data: x))
+                XCTAssertEqual(y.shape, [c, len])
+                XCTAssertLessThan(relativeError(y.data, expected), 1e-5, "c \(c) len \(len) dilation \(dil) threads \(threads)")
+            }
+            ComputeThreads.configure(2)
+        }
+    }
+
+    /// The phase-decomposed transposed convolution over several tiles and with output padding.
+    func testConvTransposeByPhasesAgainstScatterDefinition() {
+        var rng = TestRNG(23)
+        let cases: [(cin: Int, cout: Int, k: Int, s: Int, p: Int, op: Int, len: Int)] = [
+            (4, 256, 16, 8, 4, 0, 1000), (5, 3, 5, 2, 2, 1, 40), (3, 7, 7, 3, 0, 2, 30), (6, 4, 8, 4, 2, 0, 1),
+        ]
+        for c in cases {
+            let x = rng.array(c.cin * c.len), w = rng.array(c.cin * c.cout * c.k), b = rng.array(c.cout)
+            let layer = ConvTranspose1d(weight: w, bias: b, inChannels: c.cin, outChannels: c.cout, kernelSize: c.k,
+                                        stride: c.s, padding: c.p, outputPadding: c.op)
+            let lout = (c.len - 1) * c.s - 2 * c.p + c.k + c.op
+            var expected = [Double](repeating: 0, count: c.cout * lout)
+            for o in 0..<c.cout { for j in 0..<lout { expected[o * lout + j] = Double(b[o]) } }
+            for i in 0..<c.cin { for t in 0..<c.len { for o in 0..<c.cout { for kk in 0..<c.k {
+                let j = t * c.s + kk - c.p
+                if j >= 0 && j < lout { expected[o * lout + j] += Double(w[(i * c.cout + o) * c.k + kk]) * Double(x[i * c.len + t]) }
+            } } } }
+            for threads in [1, 2] {
+                ComputeThreads.configure(threads)
+                let y = layer(Tensor(shape: [c.cin, c.len], data: x))
+                XCTAssertEqual(y.shape, [c.cout, lout])
+                XCTAssertLessThan(relativeError(y.data, expected.map(Float.init)), 1e-6, "\(c) threads \(threads)")
+            }
+            ComputeThreads.configure(2)
         }
     }
 

@@ -3,9 +3,10 @@ import TussTensor
 /// TF-Locoformer's SwiGLU convolution/deconvolution feed-forward along a token sequence (stride 1).
 ///
 /// The kernel-k convolution zero-pads k−1 tokens on both sides and the transposed convolution keeps the central
-/// outputs, so the receptive field is ±(k−1) tokens. Both are lowered to GEMMs over all sequences at once: the
-/// convolution through an im2col of k·D columns, the deconvolution as k products over shifted views of the gated
-/// activations (no second im2col copy).
+/// outputs, so the receptive field is ±(k−1) tokens. Both are lowered to one GEMM each over slabs of whole
+/// sequences: the convolution through an im2col of k·D columns, the deconvolution as a single product of the gated
+/// activations with all k taps side by side (`[hidden, k·dim]`, the activations packed once instead of k times),
+/// whose k column blocks are then gathered at their shifts and added to the residual in one pass.
 struct SwiGLUConvDeconv: Sendable {
     let dim: Int
     let hidden: Int
@@ -13,7 +14,7 @@ struct SwiGLUConvDeconv: Sendable {
     /// `[2·hidden, kernel·dim]`, column `κ·dim + i` holding the official `conv1d.weight[c, i, κ]`.
     let convWeight: [Float]
     let convBias: [Float]
-    /// `kernel` blocks of `[hidden, dim]`: block κ holds the official `deconv1d.weight[:, :, κ]`.
+    /// `[hidden, kernel·dim]`: column `κ·dim + o` holds the official `deconv1d.weight[:, o, κ]`.
     let deconvWeight: [Float]
     let deconvBias: [Float]
 
@@ -31,7 +32,7 @@ struct SwiGLUConvDeconv: Sendable {
         let deconv = try w.floats("deconv1d.weight", shape: [hidden, dim, kernel])
         var dw = [Float](repeating: 0, count: deconv.count)
         for i in 0..<hidden { for o in 0..<dim { for k in 0..<kernel {
-            dw[k * hidden * dim + i * dim + o] = deconv[(i * dim + o) * kernel + k]
+            dw[i * kernel * dim + k * dim + o] = deconv[(i * dim + o) * kernel + k]
         } } }
         deconvWeight = dw
         deconvBias = try w.floats("deconv1d.bias", shape: [dim])
@@ -39,60 +40,56 @@ struct SwiGLUConvDeconv: Sendable {
 
     /// Adds `FFN(x)` to `y` for `sequences` sequences of `length` tokens (`[sequences·length, dim]` both).
     func accumulate(_ x: UnsafePointer<Float>, sequences: Int, length: Int, into y: UnsafeMutablePointer<Float>) {
-        // Slabs of whole sequences bound the scratch and let each worker run single-threaded GEMMs.
+        // Slabs of whole sequences (~2k rows) bound the scratch, let each worker run single-threaded GEMMs, and
+        // are numerous enough to balance two workers.
         let pad = kernel - 1
-        let stride = length + 2 * pad
-        let perSlab = max(1, 4096 / max(stride, 1))
+        // Conv outputs j in 0..<length+pad per sequence: the deconvolution's gather reads rows t … t+pad only.
+        let stride = length + pad
+        let perSlab = max(1, 2048 / max(stride, 1))
         let slabs = (sequences + perSlab - 1) / perSlab
         let parallelSlabs = slabs >= ComputeThreads.count && ComputeThreads.count > 1
+        let kd = kernel * dim
         let run = { (lo: Int, hi: Int, parallelGEMM: Bool) in
-            let maxSeqs = min(perSlab, sequences)
-            let rowsMax = maxSeqs * stride
-            var col = [Float](repeating: 0, count: rowsMax * kernel * dim)
-            var z = [Float](repeating: 0, count: rowsMax * 2 * hidden)
-            var g = [Float](repeating: 0, count: (rowsMax + pad) * hidden)
-            var out = [Float](repeating: 0, count: rowsMax * dim)
-            col.withUnsafeMutableBufferPointer { colb in z.withUnsafeMutableBufferPointer { zb in
-            g.withUnsafeMutableBufferPointer { gb in out.withUnsafeMutableBufferPointer { ob in
+            let rowsMax = min(perSlab, sequences) * stride
+            Scratch.with(rowsMax * kd, rowsMax * 2 * hidden) { colp, zp in
+            Scratch.with(rowsMax * hidden, rowsMax * kd) { gp, pp in
             convWeight.withUnsafeBufferPointer { cw in deconvWeight.withUnsafeBufferPointer { dw in
-                let colp = colb.baseAddress!, zp = zb.baseAddress!, gp = gb.baseAddress!, op = ob.baseAddress!
+            convBias.withUnsafeBufferPointer { cb in deconvBias.withUnsafeBufferPointer { db in
+                guard let cw = cw.baseAddress, let dw = dw.baseAddress,
+                      let cb = cb.baseAddress, let db = db.baseAddress else { return }
                 for slab in lo..<hi {
                     let s0 = slab * perSlab, s1 = min(sequences, s0 + perSlab)
                     let rows = (s1 - s0) * stride
-                    // im2col: row j of sequence s holds tokens j−pad … j (zero outside), for j in 0..<length+pad.
-                    colp.update(repeating: 0, count: rows * kernel * dim)
+                    // im2col: row j of sequence s holds tokens j−pad … j (zero outside).
                     for s in s0..<s1 {
                         let src = x + s * length * dim
-                        let base = colp + (s - s0) * stride * kernel * dim
-                        for j in 0..<(length + pad) {
-                            let row = base + j * kernel * dim
+                        let base = colp + (s - s0) * stride * kd
+                        for j in 0..<stride {
+                            let row = base + j * kd
                             for k in 0..<kernel {
                                 let t = j + k - pad
-                                if t >= 0 && t < length { (row + k * dim).update(from: src + t * dim, count: dim) }
+                                if t >= 0 && t < length {
+                                    (row + k * dim).update(from: src + t * dim, count: dim)
+                                } else {
+                                    (row + k * dim).update(repeating: 0, count: dim)
+                                }
                             }
                         }
                     }
-                    for r in 0..<rows { (zp + r * 2 * hidden).update(from: convBias, count: 2 * hidden) }
-                    BLAS.gemm(transB: true, m: rows, n: 2 * hidden, k: kernel * dim, a: colp, lda: kernel * dim,
-                              b: cw.baseAddress!, ldb: kernel * dim, beta: 1, c: zp, ldc: 2 * hidden, parallel: parallelGEMM)
-                    Activation.swiglu(zp, rows: rows, width: hidden, into: gp)
-                    (gp + rows * hidden).update(repeating: 0, count: pad * hidden)
-                    // Transposed convolution: out[t] = Σκ g[t + pad − κ]·Wκ, on the padded row grid.
-                    for k in 0..<kernel {
-                        BLAS.gemm(m: rows, n: dim, k: hidden, a: gp + (pad - k) * hidden, lda: hidden,
-                                  b: dw.baseAddress! + k * hidden * dim, ldb: dim,
-                                  beta: k == 0 ? 0 : 1, c: op, ldc: dim, parallel: parallelGEMM)
-                    }
+                    BLAS.gemm(transB: true, m: rows, n: 2 * hidden, k: kd, a: colp, lda: kd,
+                              b: cw, ldb: kd, c: zp, ldc: 2 * hidden, parallel: parallelGEMM)
+                    Activation.swiglu(zp, rows: rows, width: hidden, bias: cb, into: gp)
+                    // All taps in one product: row r of pp holds g[r]·W_κ for every κ side by side.
+                    BLAS.gemm(m: rows, n: kd, k: hidden, a: gp, lda: hidden, b: dw, ldb: kd,
+                              c: pp, ldc: kd, parallel: parallelGEMM)
+                    // Transposed convolution: out[t] = Σκ g[t + pad − κ]·W_κ, gathered straight into y.
                     for s in s0..<s1 {
-                        let dst = y + s * length * dim
-                        let src = op + (s - s0) * stride * dim
-                        for t in 0..<length {
-                            let d = dst + t * dim, o = src + t * dim
-                            for i in 0..<dim { d[i] += o[i] + deconvBias[i] }
-                        }
+                        Activation.overlapAddRows(pp + (s - s0) * stride * kd, taps: kernel, dim: dim, length: length,
+                                                  shift: pad, bias: db, into: y + s * length * dim)
                     }
                 }
-            } } } } } }
+            } } } }
+            } }
         }
         if parallelSlabs {
             ComputeThreads.parallelRanges(slabs) { lo, hi in run(lo, hi, false) }
@@ -162,36 +159,33 @@ struct TFLocoformerBlock: Sendable {
 
     /// Runs the block on `h`, laid out `[batch, time, bands, dim]`, in place.
     func apply(_ h: inout [Float], batch: Int, time: Int, bands: Int, dim: Int) {
-        var scratch = [Float](repeating: 0, count: h.count)
-        for pass in 0..<2 {
-            let frequencyPass = (pass == 0) == frequencyFirst
-            if frequencyPass {
-                h.withUnsafeMutableBufferPointer { hb in scratch.withUnsafeMutableBufferPointer { sb in
-                    freq.apply(hb.baseAddress!, sequences: batch * time, length: bands, scratch: sb.baseAddress!)
-                } }
-            } else {
-                var swapped = [Float](repeating: 0, count: h.count)
-                swapAxes(h, into: &swapped, batch: batch, a: time, b: bands, dim: dim)
-                swapped.withUnsafeMutableBufferPointer { wb in scratch.withUnsafeMutableBufferPointer { sb in
-                    frame.apply(wb.baseAddress!, sequences: batch * bands, length: time, scratch: sb.baseAddress!)
-                } }
-                swapAxes(swapped, into: &h, batch: batch, a: bands, b: time, dim: dim)
+        let count = h.count
+        h.withUnsafeMutableBufferPointer { hb in
+            guard let hp = hb.baseAddress else { return }
+            Scratch.with(count, count) { scratch, swapped in
+                for pass in 0..<2 {
+                    let frequencyPass = (pass == 0) == frequencyFirst
+                    if frequencyPass {
+                        freq.apply(hp, sequences: batch * time, length: bands, scratch: scratch)
+                    } else {
+                        swapAxes(hp, into: swapped, batch: batch, a: time, b: bands, dim: dim)
+                        frame.apply(swapped, sequences: batch * bands, length: time, scratch: scratch)
+                        swapAxes(swapped, into: hp, batch: batch, a: bands, b: time, dim: dim)
+                    }
+                }
             }
         }
     }
 }
 
 /// Swaps the two middle axes of a `[batch, a, b, dim]` array into `[batch, b, a, dim]`.
-func swapAxes(_ x: [Float], into y: inout [Float], batch: Int, a: Int, b: Int, dim: Int) {
-    x.withUnsafeBufferPointer { xb in y.withUnsafeMutableBufferPointer { yb in
-        let xp = xb.baseAddress!, yp = yb.baseAddress!
-        ComputeThreads.parallelRanges(batch * a, minChunk: 64) { lo, hi in
-            for row in lo..<hi {
-                let n = row / a, i = row % a
-                for j in 0..<b {
-                    (yp + ((n * b + j) * a + i) * dim).update(from: xp + ((n * a + i) * b + j) * dim, count: dim)
-                }
+func swapAxes(_ xp: UnsafePointer<Float>, into yp: UnsafeMutablePointer<Float>, batch: Int, a: Int, b: Int, dim: Int) {
+    ComputeThreads.parallelRanges(batch * a, minChunk: 64) { lo, hi in
+        for row in lo..<hi {
+            let n = row / a, i = row % a
+            for j in 0..<b {
+                (yp + ((n * b + j) * a + i) * dim).update(from: xp + ((n * a + i) * b + j) * dim, count: dim)
             }
         }
-    } }
+    }
 }
