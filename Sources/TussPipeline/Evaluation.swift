@@ -31,6 +31,13 @@ public struct EvaluationScore: Codable, Sendable {
     public var si_sdr_mixture: Double?
     public var si_sdr_improvement: Double?
     public var sdr: Double?
+    /// Multi-scale log-mel distance to the reference (`MelDistance`; lower is better). Unlike SI-SDR it ignores
+    /// phase, so it still ranks outputs of a codec whose decoder does not reproduce the input's waveform.
+    public var mel_distance: Double? = nil
+    /// The same distance for the unprocessed mixture.
+    public var mel_distance_mixture: Double? = nil
+    /// `mel_distance_mixture − mel_distance`: how much closer to the reference the output is than the mixture.
+    public var mel_improvement: Double? = nil
     /// Which separation path made the estimate (`spectral` or `codec`).
     public var path: String? = nil
 }
@@ -58,10 +65,12 @@ public enum Evaluation {
     }
 
     /// Scores estimates for one item; channels are scored separately and averaged.
-    public static func score(item: EvaluationItem, mixture: [[Float]], estimates: [[[Float]]], references: [[[Float]]]) -> [EvaluationScore] {
+    /// `sampleRate` is the audio's rate, for the mel filters of the mel distance.
+    public static func score(item: EvaluationItem, mixture: [[Float]], estimates: [[[Float]]], references: [[[Float]]],
+                             sampleRate: Int) -> [EvaluationScore] {
         let channels = mixture.count
-        var sums = [[Double]](repeating: [0, 0, 0, 0], count: item.prompts.count)
-        var counts = [[Int]](repeating: [0, 0, 0, 0], count: item.prompts.count)
+        var sums = [[Double]](repeating: [0, 0, 0, 0, 0, 0], count: item.prompts.count)
+        var counts = [[Int]](repeating: [0, 0, 0, 0, 0, 0], count: item.prompts.count)
         var order = Array(0..<item.prompts.count)
         for c in 0..<channels {
             let est = estimates.map { $0[min(c, $0.count - 1)] }
@@ -71,7 +80,9 @@ public enum Evaluation {
                 let e = est[order[i]]
                 let values = [SeparationMetrics.siSDR(estimate: e, reference: ref[i]),
                               SeparationMetrics.siSDR(estimate: mixture[c], reference: ref[i]),
-                              nil, SeparationMetrics.sdr(estimate: e, reference: ref[i])]
+                              nil, SeparationMetrics.sdr(estimate: e, reference: ref[i]),
+                              MelDistance.distance(estimate: e, reference: ref[i], sampleRate: sampleRate),
+                              MelDistance.distance(estimate: mixture[c], reference: ref[i], sampleRate: sampleRate)]
                 for (k, v) in values.enumerated() { if let v { sums[i][k] += v; counts[i][k] += 1 } }
             }
         }
@@ -80,8 +91,12 @@ public enum Evaluation {
             let si = mean(0), mix = mean(1)
             var improvement: Double?
             if let si, let mix { improvement = si - mix }
-            return EvaluationScore(task: item.task, item: item.item, prompt: item.prompts[i], output: order[i],
-                                   si_sdr: si, si_sdr_mixture: mix, si_sdr_improvement: improvement, sdr: mean(3))
+            var score = EvaluationScore(task: item.task, item: item.item, prompt: item.prompts[i], output: order[i],
+                                        si_sdr: si, si_sdr_mixture: mix, si_sdr_improvement: improvement, sdr: mean(3))
+            score.mel_distance = mean(4)
+            score.mel_distance_mixture = mean(5)
+            if let a = mean(4), let b = mean(5) { score.mel_improvement = b - a }
+            return score
         }
     }
 
@@ -121,7 +136,8 @@ public enum Evaluation {
                 let estimates = try separate(mixture, rate, prompts)
                 var normalized = item
                 normalized.prompts = prompts.map(\.name)
-                scores += score(item: normalized, mixture: mixture, estimates: estimates, references: references).map {
+                scores += score(item: normalized, mixture: mixture, estimates: estimates, references: references,
+                                sampleRate: rate).map {
                     var s = $0
                     s.path = label
                     return s
@@ -136,12 +152,13 @@ public enum Evaluation {
 
     /// SI-SDRi of two paths side by side, per task and prompt (mean over the same items), for `eval --path both`.
     public static func comparisonTable(spectral: [EvaluationScore], codec: [EvaluationScore]) -> String {
-        func mean(_ scores: [EvaluationScore]) -> String {
-            let v = scores.compactMap(\.si_sdr_improvement)
+        func mean(_ scores: [EvaluationScore], _ key: KeyPath<EvaluationScore, Double?> = \.si_sdr_improvement) -> String {
+            let v = scores.compactMap { $0[keyPath: key] }
             return v.isEmpty ? "n/a" : String(format: "%.2f", v.reduce(0, +) / Double(v.count))
         }
         var lines = [pad("task", 6) + " " + pad("prompt", 10) + " " + pad("n", 5, left: true) + " "
-                     + pad("spectral SI-SDRi", 17, left: true) + " " + pad("codec SI-SDRi", 14, left: true)]
+                     + pad("spectral SI-SDRi", 17, left: true) + " " + pad("codec SI-SDRi", 14, left: true) + " "
+                     + pad("spectral mel gain", 18, left: true) + " " + pad("codec mel gain", 15, left: true)]
         for task in Array(Set(spectral.map(\.task) + codec.map(\.task))).sorted() {
             let a = spectral.filter { $0.task == task }, b = codec.filter { $0.task == task }
             var prompts: [String] = []
@@ -150,13 +167,16 @@ public enum Evaluation {
                 let pa = prompt == "all" ? a : a.filter { $0.prompt == prompt }
                 let pb = prompt == "all" ? b : b.filter { $0.prompt == prompt }
                 lines.append(pad(task, 6) + " " + pad(prompt, 10) + " " + pad("\(max(pa.count, pb.count))", 5, left: true) + " "
-                             + pad(mean(pa), 17, left: true) + " " + pad(mean(pb), 14, left: true))
+                             + pad(mean(pa), 17, left: true) + " " + pad(mean(pb), 14, left: true) + " "
+                             + pad(mean(pa, \.mel_improvement), 18, left: true) + " "
+                             + pad(mean(pb, \.mel_improvement), 15, left: true))
             }
         }
         return lines.joined(separator: "\n")
     }
 
-    /// A table per task and prompt: count, mean and median of SI-SDR, SI-SDRi and SDR.
+    /// A table per task and prompt: count, mean and median of SI-SDR, SI-SDRi and SDR; mean mel distance and its
+    /// improvement over the mixture.
     public static func table(_ scores: [EvaluationScore]) -> String {
         func stats(_ v: [Double]) -> (Double, Double) {
             guard !v.isEmpty else { return (.nan, .nan) }
@@ -166,7 +186,7 @@ public enum Evaluation {
         }
         func num(_ x: Double) -> String { pad(x.isNaN ? "n/a" : String(format: "%.2f", x), 8, left: true) }
         var lines = [pad("task", 6) + " " + pad("prompt", 10) + " " + pad("n", 5, left: true) + "  " +
-                     ["SI-SDR", "median", "SI-SDRi", "median", "SDR", "median"].map { pad($0, 8, left: true) }.joined(separator: " ")]
+                     ["SI-SDR", "median", "SI-SDRi", "median", "SDR", "median", "mel", "mel gain"].map { pad($0, 8, left: true) }.joined(separator: " ")]
         let tasks = Array(Set(scores.map(\.task))).sorted()
         for task in tasks {
             let ts = scores.filter { $0.task == task }
@@ -175,8 +195,9 @@ public enum Evaluation {
             for prompt in prompts + ["all"] {
                 let ps = prompt == "all" ? ts : ts.filter { $0.prompt == prompt }
                 let a = stats(ps.compactMap(\.si_sdr)), b = stats(ps.compactMap(\.si_sdr_improvement)), c = stats(ps.compactMap(\.sdr))
+                let m = stats(ps.compactMap(\.mel_distance)), g = stats(ps.compactMap(\.mel_improvement))
                 lines.append(pad(task, 6) + " " + pad(prompt, 10) + " " + pad("\(ps.count)", 5, left: true) + "  " +
-                             [a.0, a.1, b.0, b.1, c.0, c.1].map(num).joined(separator: " "))
+                             [a.0, a.1, b.0, b.1, c.0, c.1, m.0, g.0].map(num).joined(separator: " "))
             }
         }
         return lines.joined(separator: "\n")

@@ -27,10 +27,25 @@ final class EvaluationTests: XCTestCase {
         let noise = b.map { $0 * 0.1 }
         let mixture = [zip(zip(a, b), noise).map { $0.0 + $0.1 + $1 }]
         // Outputs 0 and 1 are swapped relative to the references.
-        let scores = Evaluation.score(item: item, mixture: mixture, estimates: [[b], [a], [noise]], references: [[a], [b], [noise]])
+        let scores = Evaluation.score(item: item, mixture: mixture, estimates: [[b], [a], [noise]], references: [[a], [b], [noise]],
+                                      sampleRate: 16000)
         XCTAssertEqual(scores.map(\.output), [1, 0, 2])
-        for s in scores { XCTAssertEqual(s.si_sdr, SeparationMetrics.cap) }
+        for s in scores {
+            XCTAssertEqual(s.si_sdr, SeparationMetrics.cap)
+            // A perfect estimate is at mel distance 0; the mixture is not, so the gain is the mixture's distance.
+            XCTAssertEqual(try XCTUnwrap(s.mel_distance), 0, accuracy: 1e-9)
+            XCTAssertGreaterThan(try XCTUnwrap(s.mel_distance_mixture), 0.1)
+            XCTAssertEqual(try XCTUnwrap(s.mel_improvement), try XCTUnwrap(s.mel_distance_mixture), accuracy: 1e-9)
+        }
         XCTAssertGreaterThan(scores[0].si_sdr_improvement ?? 0, 50)
+        // Mel distance ignores phase: the reference shifted by a quarter period is far closer to it than the mixture
+        // on mel distance, and orthogonal to it on SI-SDR (worse than the mixture).
+        let shifted: [Float] = (0..<8000).map { Float(cos(Double($0) * 0.031)) }
+        let phase = Evaluation.score(item: item, mixture: mixture, estimates: [[shifted], [b], [noise]],
+                                     references: [[a], [b], [noise]], sampleRate: 16000)
+        XCTAssertLessThan(try XCTUnwrap(phase[0].mel_distance), 0.2 * (try XCTUnwrap(phase[0].mel_distance_mixture)))
+        XCTAssertLessThan(try XCTUnwrap(phase[0].si_sdr), -20)
+        XCTAssertLessThan(try XCTUnwrap(phase[0].si_sdr_improvement), 0)
     }
 
     func testEvalCommandOnATinyManifest() throws {
@@ -45,6 +60,8 @@ final class EvaluationTests: XCTestCase {
         let scores = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out))) as? [[String: Any]]
         XCTAssertEqual(scores?.count, 4)
         XCTAssertNotNil(scores?.first?["si_sdr_improvement"] as? Double)
+        XCTAssertNotNil(scores?.first?["mel_improvement"] as? Double)
+        XCTAssertTrue(r.out.contains("mel gain"), r.out)
         // A manifest that is not one gives one clear line.
         try Data("{}".utf8).write(to: URL(fileURLWithPath: manifest))
         let bad = try runTool(["eval", "--manifest", manifest, "--model", model])
