@@ -42,21 +42,39 @@ REPO = TRAINING.parent
 if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
+from codec.train_codec import SpectralLosses  # noqa: E402
 from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
 from masker.model import PROMPTS, LatentMasker, canonical, default_config, export  # noqa: E402
 from tuss.train import (advance, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, wait_for_index)
 
+MEL = SpectralLosses(16000)
+
 DEFAULT_CODEC = REPO / "Codecs" / "dac-small-16k" / "codec.safetensors"
 DEFAULT_EXPORT = REPO / "Models" / "codec-masker" / "model.safetensors"
 DEFAULT_LOG = REPO / "Models" / "codec-masker" / "training-log.csv"
 LOG_FIELDS = (["step", "wall_s", "audio_hours", "train_loss", "lr", "codebooks", "val_latent_snr_mean", "val_sisdri_mean"]
-              + [f"val_latent_snr_{p}" for p in PROMPTS] + [f"val_sisdri_{p}" for p in PROMPTS] + ["val_items", "best"])
+              + [f"val_latent_snr_{p}" for p in PROMPTS] + [f"val_sisdri_{p}" for p in PROMPTS] + ["val_items", "best"]
+              + ["val_mel_gain_mean"] + [f"val_mel_gain_{p}" for p in PROMPTS])
 
 
 def append_log(path: Path, row: dict):
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        # A log begun by an older recipe has fewer columns: rewrite it under the current header (old rows keep their
+        # values, new columns stay empty) so the file stays one rectangular CSV.
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = reader.fieldnames or [], list(reader)
+        if header != LOG_FIELDS:
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+                w.writeheader()
+                for r in rows:
+                    w.writerow({k: r.get(k, "") for k in LOG_FIELDS})
+            tmp.replace(path)
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
         if new:
@@ -84,6 +102,7 @@ def validate(model, codec, val_items, decode: bool):
     books = codec.quantizer.n_codebooks
     snr_per = {p: [] for p in PROMPTS}
     sdr_per = {p: [] for p in PROMPTS}
+    mel_per = {p: [] for p in PROMPTS}
     for mix, prompts, sources in val_items:
         names = [canonical(p) for p in prompts]
         z_mix = latents(codec, mix[None], books)
@@ -102,6 +121,9 @@ def validate(model, codec, val_items, decode: bool):
             gain = si_sdr(audio, refs) - si_sdr(mix[None].expand_as(refs), refs)
             for i, p in enumerate(names):
                 sdr_per[p].append(float(gain[i]))
+                # The phase-blind figure `tuss-codec eval` reports as "mel gain": how much closer (multi-scale log-mel
+                # L1) the decoded output is to its reference than the mixture is.
+                mel_per[p].append(float(MEL(mix[None], refs[i : i + 1])["mel"] - MEL(audio[i : i + 1], refs[i : i + 1])["mel"]))
     model.train()
 
     def summary(per, key):
@@ -110,7 +132,8 @@ def validate(model, codec, val_items, decode: bool):
         out[f"{key}_mean"] = round(float(np.mean(allv)), 3) if allv else ""
         return out
 
-    return summary(snr_per, "val_latent_snr") | (summary(sdr_per, "val_sisdri") if decode else {}) | {"val_items": len(val_items)}
+    return (summary(snr_per, "val_latent_snr") | (summary(sdr_per, "val_sisdri") if decode else {})
+            | (summary(mel_per, "val_mel_gain") if decode else {}) | {"val_items": len(val_items)})
 
 
 def main(argv=None):
