@@ -15,7 +15,7 @@ import Darwin
 /// original length. Decoding reverses this: trims the pre-skip and the end padding and returns the original rate.
 public enum OggOpus {
     /// Opus's native rates; anything else is coded at 48 kHz.
-    static let opusRates = [8000, 12000, 16000, 24000, 48000]
+    public static let opusRates = [8000, 12000, 16000, 24000, 48000]
     /// A comment naming the exact input length, for rates where the 48 kHz round trip could be one sample off.
     static let lengthTag = "TUSS_LENGTH"
 

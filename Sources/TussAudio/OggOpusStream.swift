@@ -374,6 +374,9 @@ final class OggPacketParser {
     private var serial: Int32?
     /// Bytes given to libogg so far, to tell "not Ogg at all" from "no complete page yet".
     private var fed = 0
+    /// The stream's first bytes: an Ogg stream starts with a page ("OggS"), so anything else is refused at once
+    /// instead of after a long resynchronisation.
+    private var prefix: [UInt8] = []
 
     init() {
         sync = .allocate(capacity: 1)
@@ -398,6 +401,7 @@ final class OggPacketParser {
     var foundStream: Bool { serial != nil }
 
     func feed<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        if prefix.count < 4 { prefix += bytes.prefix(4 - prefix.count) }
         guard !bytes.isEmpty, let buffer = ogg_sync_buffer(sync, bytes.count) else { return }
         let target = UnsafeMutableBufferPointer(start: UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: UInt8.self),
                                                 count: bytes.count)
@@ -408,6 +412,9 @@ final class OggPacketParser {
 
     /// The next complete packet of the first stream, or nil until more bytes arrive.
     func nextPacket() throws(AudioError) -> Packet? {
+        if serial == nil, prefix.count == 4, prefix != Array("OggS".utf8) {
+            throw AudioError.unreadable(path: "stream", reason: "not an Ogg stream (it does not start with an Ogg page)")
+        }
         while true {
             if serial != nil {
                 let result = ogg_stream_packetout(stream, packet)

@@ -18,8 +18,11 @@ public struct StreamingEncoder {
     ///   - sampleRate, channels, length: the input audio (length in samples per channel, for the header).
     ///   - codebooks: codebooks to keep (default all).
     ///   - runFrames: latent frames per encoder run (latency grows with it, plus the encoder's context).
+    ///   - inputRate: the rate of the audio given to `push` when it is not `sampleRate` (audio that arrives already
+    ///     resampled, e.g. decoded from Opus at the codec's rate); the header still records `sampleRate` and
+    ///     `length`, so decoding restores the original.
     public init(codec: CodecHandle, sampleRate: Int, channels: Int, length: Int64, codebooks: Int? = nil,
-                runFrames: Int = 8) throws(PipelineError) {
+                runFrames: Int = 8, inputRate: Int? = nil) throws(PipelineError) {
         let config = codec.codec.config
         let n = min(codebooks ?? config.codebooks, config.codebooks)
         guard n >= 1 else { throw .badInput("--codebooks must be at least 1") }
@@ -29,10 +32,12 @@ public struct StreamingEncoder {
         header = CodesHeader(codec: codec.identity, sampleRate: config.sampleRate, hopLength: config.hopLength, codebooks: n,
                              codebookSize: config.codebookSize, originalLength: length, originalSampleRate: sampleRate,
                              channels: channels, frames: nil)
+        let rate = inputRate ?? sampleRate
+        guard rate > 0 else { throw .badInput("audio at \(rate) Hz cannot be encoded") }
         do {
-            resampler = sampleRate == config.sampleRate ? nil : try Resampler(from: sampleRate, to: config.sampleRate, channels: channels)
+            resampler = rate == config.sampleRate ? nil : try Resampler(from: rate, to: config.sampleRate, channels: channels)
         } catch {
-            throw .badInput("cannot resample \(sampleRate) Hz to the codec's \(config.sampleRate) Hz: \(error)")
+            throw .badInput("cannot resample \(rate) Hz to the codec's \(config.sampleRate) Hz: \(error)")
         }
         encoders = (0..<channels).map { _ in ChunkedEncoder(codec: codec.codec, codebooks: n, chunkFrames: runFrames) }
     }
@@ -70,38 +75,90 @@ public struct StreamingEncoder {
     }
 }
 
-/// Self-contained Ogg Opus segments: each chunk of audio as one complete Ogg Opus stream (OpusHead, OpusTags, the
-/// audio pages, exact length), so each decodes on its own — the opus transport of `tuss-codec stream`.
-public enum OpusSegment {
-    /// Encodes `planar` (1 or 2 channels) at `kbps` into one Ogg Opus segment.
-    public static func encode(_ planar: [[Float]], sampleRate: Int, kbps: Double) throws(PipelineError) -> Data {
-        try withScratchFile { path throws(PipelineError) in
-            do {
-                try OggOpus.encode(planar, sampleRate: sampleRate, bitrate: Int(kbps * 1000), to: path)
-                return try Data(contentsOf: URL(fileURLWithPath: path))
-            } catch {
-                throw .badInput("cannot encode Opus: \(error)")
-            }
+/// The device side of the opus transport: audio blocks in, the bytes of one continuous Ogg Opus stream out.
+///
+/// One Opus encoder runs for the whole stream (no per-message headers or encoder restarts). Audio at a rate Opus
+/// codes natively is coded as it is; any other rate is resampled to 48 kHz first (OpusHead still records the
+/// original rate and the stream the original length).
+public struct OpusStreamSender {
+    private let encoder: OggOpusStreamEncoder
+    private let resampler: Resampler?
+
+    /// - Parameters:
+    ///   - sampleRate, channels, length: the input audio (1 or 2 channels; length in samples per channel).
+    ///   - kbps: the Opus bitrate.
+    public init(sampleRate: Int, channels: Int, length: Int, kbps: Double) throws(PipelineError) {
+        guard sampleRate > 0, channels == 1 || channels == 2 else {
+            throw .badInput("the opus transport takes mono or stereo audio at a positive rate")
+        }
+        guard kbps.isFinite, kbps >= 0.5, kbps <= 512 else { throw .badInput("--opus-kbps must be in 0.5…512") }
+        let codingRate = OggOpus.opusRates.contains(sampleRate) ? sampleRate : 48000
+        do {
+            encoder = try OggOpusStreamEncoder(sampleRate: codingRate, channels: channels, bitrate: Int(kbps * 1000),
+                                               originalSampleRate: sampleRate, originalLength: length)
+            resampler = codingRate == sampleRate ? nil : try Resampler(from: sampleRate, to: codingRate, channels: channels)
+        } catch { throw .badInput("cannot start the Opus encoder: \(error)") }
+    }
+
+    /// Codes `[channels][samples]` at the input rate; returns the stream's next bytes (possibly none).
+    public func push(_ planar: [[Float]]) throws(PipelineError) -> Data {
+        do { return Data(try encoder.encode(try resampler?.process(planar) ?? planar)) } catch {
+            throw .badInput("cannot encode Opus: \(error)")
         }
     }
 
-    /// Decodes one Ogg Opus segment into planar samples at its original rate.
-    public static func decode(_ data: Data) throws(PipelineError) -> (planar: [[Float]], sampleRate: Int) {
-        try withScratchFile { path throws(PipelineError) in
-            do { try data.write(to: URL(fileURLWithPath: path)) } catch { throw .failed("cannot store an Opus segment: \(error)") }
-            do { return try OggOpus.decode(path: path) } catch {
-                throw .badInput("not a complete Ogg Opus segment: \(error)")
-            }
-        }
+    /// Ends the stream; returns its last bytes.
+    public func finish() throws(PipelineError) -> Data {
+        do {
+            var bytes: [UInt8] = []
+            if let resampler { bytes = try encoder.encode(try resampler.flush()) }
+            return Data(bytes + (try encoder.finish()))
+        } catch { throw .badInput("cannot encode Opus: \(error)") }
+    }
+}
+
+/// The server side of the opus transport: bytes of one Ogg Opus stream in (any split), code chunks out.
+///
+/// The stream is decoded straight at the codec's rate when Opus has it (libopus decodes any stream at any of its
+/// rates), so no resampling happens on the way to the codec; the codes header records the original rate and length
+/// from the start message.
+public struct OpusStreamReceiver {
+    private let decoder: OggOpusStreamDecoder
+    private var encoder: StreamingEncoder
+
+    /// The header of the codes stream this makes.
+    public var header: CodesHeader { encoder.header }
+
+    /// - Parameters: the original audio as the client announced it (rate, 1 or 2 channels, samples per channel).
+    public init(codec: CodecHandle, sampleRate: Int, channels: Int, length: Int64) throws(PipelineError) {
+        let codecRate = codec.codec.config.sampleRate
+        let rate = OggOpus.opusRates.contains(codecRate) ? codecRate : 48000
+        do { decoder = try OggOpusStreamDecoder(sampleRate: rate) } catch { throw pipelineError(error) }
+        encoder = try StreamingEncoder(codec: codec, sampleRate: sampleRate, channels: channels, length: length,
+                                       inputRate: rate)
     }
 
-    /// Runs `body` with a path in a fresh private directory that is removed afterwards.
-    private static func withScratchFile<T>(_ body: (String) throws(PipelineError) -> T) throws(PipelineError) -> T {
-        let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("tuss-opus-\(UUID().uuidString)")
-        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw .failed("cannot create a scratch directory: \(error)")
+    /// Takes the next bytes of the Ogg Opus stream; returns the code chunks that became final.
+    public mutating func push(_ bytes: Data) throws(PipelineError) -> [CodesChunk] {
+        // Audio after the end-of-stream page would be dropped silently, so refuse it (a client sending one complete
+        // Ogg file per message, as the first version of the protocol did, lands here).
+        guard !decoder.ended || bytes.isEmpty else {
+            throw .badInput("data after the Opus stream's end-of-stream page: send one continuous Ogg Opus stream per connection")
         }
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        return try body((dir as NSString).appendingPathComponent("segment.opus"))
+        let planar: [[Float]]
+        do { planar = try decoder.decode(bytes) } catch { throw .badInput("the Opus stream: \(error)") }
+        if let info = decoder.info, info.channels != encoder.header.channels {
+            throw .badInput("the Opus stream has \(info.channels) channels; the start message said \(encoder.header.channels)")
+        }
+        guard let first = planar.first, !first.isEmpty else { return [] }
+        return try encoder.push(planar)
+    }
+
+    /// Ends the input: the Opus stream must have reached its end-of-stream page.
+    public mutating func finish() throws(PipelineError) -> [CodesChunk] {
+        guard decoder.ended else {
+            throw .badInput("the Opus stream ended before its end-of-stream page (truncated): send every byte before the end message")
+        }
+        return try encoder.finish()
     }
 }

@@ -17,7 +17,7 @@ public struct EdgeStreamOptions: Sendable {
     public var prompts: [String]
     /// Where the separated codes (`NAME.bin`) and audio (`NAME.wav`) go.
     public var outputDirectory: String
-    /// `.codes` (encode on the device) or `.opus` (send Ogg Opus segments; the server encodes).
+    /// `.codes` (encode on the device) or `.opus` (send one continuous Ogg Opus stream; the server encodes).
     public var transport: StreamControl.Transport = .codes
     /// Audio per message, in seconds.
     public var chunkSeconds = 0.2
@@ -153,10 +153,13 @@ public enum EdgeStreamClient {
         let chunkSamples = max(1, Int(options.chunkSeconds * Double(info.sampleRate)))
         let began = ContinuousClock.now
         var samplesSent: Int64 = 0
-        var encoder = try codec.map {
+        var encoder = options.transport == .codes ? try codec.map {
             CodesSender(try StreamingEncoder(codec: $0, sampleRate: info.sampleRate, channels: info.channels, length: info.frames,
                                              codebooks: options.codebooks))
-        }
+        } : nil
+        let opus = options.transport == .opus
+            ? try OpusStreamSender(sampleRate: info.sampleRate, channels: info.channels, length: Int(info.frames), kbps: options.opusKbps)
+            : nil
         while true {
             let block = try reader.read(frames: chunkSamples)
             guard let first = block.first, !first.isEmpty else { break }
@@ -171,8 +174,12 @@ public enum EdgeStreamClient {
                 for piece in try e.push(block) { try await sendBinary(piece.bytes, outbound, state, audioEnd: e.seconds(piece.framesEnd)) }
                 encoder = e
             case .opus:
-                try await sendBinary(try OpusSegment.encode(block, sampleRate: info.sampleRate, kbps: options.opusKbps),
-                                     outbound, state, audioEnd: Double(samplesSent) / Double(info.sampleRate))
+                guard let opus else { break }
+                let bytes = try opus.push(block)
+                // The encoder holds back less than one 20 ms frame; a message is due once it has whole frames.
+                if !bytes.isEmpty {
+                    try await sendBinary(bytes, outbound, state, audioEnd: Double(samplesSent) / Double(info.sampleRate))
+                }
             }
         }
         switch options.transport {
@@ -181,7 +188,7 @@ public enum EdgeStreamClient {
             for piece in try e.finish() { try await sendBinary(piece.bytes, outbound, state, audioEnd: e.seconds(piece.framesEnd)) }
             state.framesSent = e.framesSent
         case .opus:
-            state.logSend(audioEnd: .infinity)
+            if let opus { try await sendBinary(try opus.finish(), outbound, state, audioEnd: .infinity) }
             try await sendText(StreamControl.text(StreamControl.End()), outbound, state)
         }
     }

@@ -8,7 +8,7 @@ public struct StreamSession {
     enum State {
         case awaitingStart
         case codes(prompts: [Prompt], parser: CodesStreamParser, fan: CodesFanOut?)
-        case opus(StreamingEncoder, fan: CodesFanOut)
+        case opus(OpusStreamReceiver, fan: CodesFanOut)
         case finished
     }
 
@@ -44,7 +44,7 @@ public struct StreamSession {
             state = .finished
             var replies: [StreamReply] = []
             let rest: [CodesChunk]
-            do { rest = try encoder.finish() } catch { throw .internalError("\(error)") }
+            do { rest = try encoder.finish() } catch { throw .badRequest("\(error)") }
             for chunk in rest {
                 replies += try fan.push(chunk).map(StreamReply.piece)
                 try count(chunk, &fan)
@@ -60,7 +60,8 @@ public struct StreamSession {
         }
     }
 
-    /// Handles a binary message: codes-format bytes (codes transport) or one Ogg Opus segment (opus transport).
+    /// Handles a binary message: codes-format bytes (codes transport) or the next bytes of the Ogg Opus stream (opus
+    /// transport); either may be split anywhere.
     public mutating func receive(binary: Data) throws(ServerError) -> [StreamReply] {
         switch state {
         case .awaitingStart:
@@ -92,18 +93,7 @@ public struct StreamSession {
         case .opus(var encoder, var fan):
             state = .finished
             let chunks: [CodesChunk]
-            do {
-                let segment = try OpusSegment.decode(binary)
-                let expected = (encoder.header.channels, encoder.header.originalSampleRate)
-                guard segment.planar.count == expected.0, segment.sampleRate == expected.1 else {
-                    throw ServerError.badRequest("an Opus segment has \(segment.planar.count) channels at \(segment.sampleRate) Hz; the start message said \(expected.0) at \(expected.1) Hz")
-                }
-                chunks = try encoder.push(segment.planar)
-            } catch let error as ServerError {
-                throw error
-            } catch {
-                throw .badRequest("an Opus message: \(error)")
-            }
+            do { chunks = try encoder.push(binary) } catch { throw .badRequest("\(error)") }
             var replies: [StreamReply] = []
             for chunk in chunks {
                 replies += try fan.push(chunk).map(StreamReply.piece)
@@ -139,8 +129,8 @@ public struct StreamSession {
                   (1...384_000).contains(rate), (1...2).contains(channels), length >= 0 else {
                 throw .badRequest("an opus stream's start needs sample_rate (1…384000), channels (1 or 2) and length (≥ 0)")
             }
-            let encoder: StreamingEncoder
-            do { encoder = try StreamingEncoder(codec: codec, sampleRate: rate, channels: channels, length: length) } catch {
+            let encoder: OpusStreamReceiver
+            do { encoder = try OpusStreamReceiver(codec: codec, sampleRate: rate, channels: channels, length: Int64(length)) } catch {
                 throw .badRequest("\(error)")
             }
             state = .opus(encoder, fan: try engine.fanOut(for: encoder.header, prompts: prompts))

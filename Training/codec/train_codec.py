@@ -20,7 +20,6 @@ tuss-codec.format = "1", tuss-codec.config = JSON of the DAC kwargs.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -40,7 +39,7 @@ if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
 from codec.dac import DAC, count_parameters  # noqa: E402
-from tuss.train import si_sdr  # noqa: E402  (one definition of the metric for every recipe)
+from tuss.train import append_csv, si_sdr  # noqa: E402  (one definition of the metric for every recipe)
 
 COMPACT_16K = dict(encoder_dim=32, encoder_rates=[2, 4, 5, 8], latent_dim=256, decoder_dim=384,
                    decoder_rates=[8, 5, 4, 2], n_codebooks=12, codebook_size=1024, codebook_dim=8,
@@ -51,7 +50,7 @@ SMALL_16K = dict(encoder_dim=24, encoder_rates=[2, 4, 5, 8], latent_dim=64, deco
                  quantizer_dropout=0.5, sample_rate=16000)
 LOG_FIELDS = ["step", "wall_s", "audio_h", "lr", "total", "mel", "stft_sc", "stft_logmag", "wave_l1", "commit",
               "grad_norm", "revived", "batch_codes_used", "val_mel_4", "val_mel_8", "val_mel_12", "val_sisdr_4", "val_sisdr_8",
-              "val_sisdr_12", "val_codes_used"]
+              "val_sisdr_12", "val_codes_used", "sisdr"]
 
 
 @torch.no_grad()
@@ -303,6 +302,9 @@ def main(argv=None):
     ap.add_argument("--fixture-dir", type=Path, default=None,
                     help="regenerate the Swift parity fixture here after every --export (Tests/Fixtures/dac-small-16k)")
     ap.add_argument("--commitment", type=float, default=0.25, help="weight of the VQ commitment loss")
+    ap.add_argument("--sisdr-weight", type=float, default=0.0,
+                    help="weight of a negative SI-SDR (dB) term: spectral losses alone leave the decoder's phase free, "
+                         "so its output need not line up with the input's waveform")
     ap.add_argument("--normalized-vq-losses", action="store_true",
                     help="commitment/codebook losses between L2-normalised vectors (the lookup's space)")
     ap.add_argument("--revive-every", type=int, default=25, help="dead-code revival period in steps (0: off)")
@@ -353,13 +355,7 @@ def main(argv=None):
     log_path = args.log or run_dir / "log.csv"
 
     def log(row):
-        new = not log_path.exists()
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_FIELDS, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_csv(log_path, LOG_FIELDS, row)
         print(row, flush=True)
 
     def save():
@@ -400,8 +396,10 @@ def main(argv=None):
         out = model(x)
         y = out["audio"][:, 0]
         l = losses(y, x[:, 0, : y.shape[-1]])  # the stride-5 decoder yields 320*T - 8 samples
+        l["sisdr"] = si_sdr(y, x[:, 0, : y.shape[-1]]).mean()
         total = (15.0 * l["mel"] + 1.0 * l["stft_sc"] + 1.0 * l["stft_logmag"] + 5.0 * l["wave_l1"]
-                 + args.commitment * out["vq/commitment_loss"] + 1.0 * out["vq/codebook_loss"])
+                 + args.commitment * out["vq/commitment_loss"] + 1.0 * out["vq/codebook_loss"]
+                 - args.sisdr_weight * l["sisdr"])
         opt.zero_grad(set_to_none=True)
         total.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e3)
@@ -415,7 +413,7 @@ def main(argv=None):
         if state["step"] % args.log_every == 0:
             log({"step": state["step"], "wall_s": round(state["wall_s"], 1), "audio_h": round(state["audio_h"], 3),
                  "lr": lr_at(step), "total": round(float(total.detach()), 4),
-                 **{k: round(float(v), 4) for k, v in l.items()},
+                 **{k: round(float(v.detach()) if torch.is_tensor(v) else float(v), 4) for k, v in l.items()},
                  "commit": round(float(out["vq/commitment_loss"]), 4), "grad_norm": round(float(gn), 2),
                  "revived": reviver.revived_total,
                  "batch_codes_used": float(np.mean([len(torch.unique(out["codes"][:, i])) for i in range(out["codes"].shape[1])]))})

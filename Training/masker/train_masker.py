@@ -26,7 +26,6 @@ The best model (validation latent SNR) is exported with the codec's identity to 
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import signal
 import sys
@@ -45,7 +44,7 @@ if str(TRAINING) not in sys.path:
 from codec.train_codec import SpectralLosses  # noqa: E402
 from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
 from masker.model import PROMPTS, LatentMasker, canonical, default_config, export  # noqa: E402
-from tuss.train import (advance, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
+from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, wait_for_index)
 
 MEL = SpectralLosses(16000)
@@ -59,27 +58,7 @@ LOG_FIELDS = (["step", "wall_s", "audio_hours", "train_loss", "lr", "codebooks",
 
 
 def append_log(path: Path, row: dict):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        # A log begun by an older recipe has fewer columns: rewrite it under the current header (old rows keep their
-        # values, new columns stay empty) so the file stays one rectangular CSV.
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            header, rows = reader.fieldnames or [], list(reader)
-        if header != LOG_FIELDS:
-            tmp = path.with_name(path.name + ".tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-                w.writeheader()
-                for r in rows:
-                    w.writerow({k: r.get(k, "") for k in LOG_FIELDS})
-            tmp.replace(path)
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+    append_csv(path, LOG_FIELDS, row)
 
 
 def latents(codec, audio, codebooks):

@@ -242,14 +242,35 @@ LOG_FIELDS = ["step", "wall_s", "audio_hours", "train_loss", "lr", "val_sisdri_m
 ] + ["val_items", "best"]
 
 
-def append_log(path: Path, row: dict):
+def append_csv(path: Path, fields: list, row: dict):
+    """Appends `row` (missing fields empty, extra keys ignored) to the CSV log at `path` with header `fields`.
+
+    A log begun by an older recipe with other columns is first rewritten under `fields` (old rows keep their values,
+    new columns stay empty), so a resumed run's log stays one rectangular CSV.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = reader.fieldnames or [], list(reader)
+        if header != list(fields):
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields)
+                w.writeheader()
+                for r in rows:
+                    w.writerow({k: r.get(k, "") for k in fields})
+            tmp.replace(path)
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         if new:
             w.writeheader()
-        w.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+        w.writerow({k: row.get(k, "") for k in fields})
+
+
+def append_log(path: Path, row: dict):
+    append_csv(path, LOG_FIELDS, row)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
