@@ -59,13 +59,18 @@ let package = Package(
             dependencies: ["TussPipeline", "TussServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
-        .testTarget(name: "TussTensorTests", dependencies: ["TussTensor"]),
-        .testTarget(name: "TussAudioTests", dependencies: ["TussAudio"]),
-        .testTarget(name: "TussWeightsTests", dependencies: ["TussWeights"]),
-        .testTarget(name: "TussModelsTests", dependencies: ["TussModels", "TussWeights", "TussAudio"]),
-        .testTarget(name: "TussPipelineTests", dependencies: ["TussPipeline", "TussAudio", "TussModels", "CZlib"]),
+        // Helpers every test target shares (seeded generators, paths, the built tool). It imports no project module,
+        // so even TussTensorTests can depend on it without linking modules it does not test.
+        .target(name: "TussTestSupport", path: "Tests/TussTestSupport"),
+        .testTarget(name: "TussTensorTests", dependencies: ["TussTensor", "TussTestSupport"]),
+        .testTarget(name: "TussAudioTests", dependencies: ["TussAudio", "TussTestSupport"]),
+        .testTarget(name: "TussWeightsTests", dependencies: ["TussWeights", "TussTestSupport"]),
+        .testTarget(name: "TussModelsTests", dependencies: ["TussModels", "TussWeights", "TussAudio", "TussTestSupport"]),
+        .testTarget(name: "TussPipelineTests", dependencies: [
+            "TussPipeline", "TussAudio", "TussModels", "CZlib", "TussTestSupport",
+        ]),
         .testTarget(name: "TussServerTests", dependencies: [
-            "TussServer", "TussPipeline", "TussAudio", "TussModels",
+            "TussServer", "TussPipeline", "TussAudio", "TussModels", "TussTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "WSClient", package: "swift-websocket"),
             .product(name: "NIOWebSocket", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Foundation
+import TussTestSupport
 import XCTest
 
 @testable import TussAudio
@@ -7,11 +8,7 @@ final class AudioFileTests: XCTestCase {
     var directory: URL!
 
     override func setUpWithError() throws {
-        directory = try makeScratchDirectory(name)
-    }
-
-    override func tearDownWithError() throws {
-        if let directory { try? FileManager.default.removeItem(at: directory) }
+        directory = URL(fileURLWithPath: try temporaryDirectory(self, prefix: "tuss-audio-tests"), isDirectory: true)
     }
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }

@@ -1,4 +1,5 @@
 import Foundation
+import TussTestSupport
 import XCTest
 
 @testable import TussAudio

@@ -1,4 +1,5 @@
 import Foundation
+import TussTestSupport
 import XCTest
 
 @testable import TussAudio
@@ -110,12 +111,8 @@ final class STFTTests: XCTestCase {
 
     /// Matches the official TUSS STFT (reference bundle) of the variance-normalised mixture.
     func testMatchesTussReference() throws {
-        let url = packageRoot().deletingLastPathComponent()
-            .appendingPathComponent("shared/reference/tuss-tiny/cases/speech_sfxbg_musicbg.safetensors")
-        guard FileManager.default.fileExists(atPath: url.path) else {
-            throw XCTSkip("../shared/reference not found: reference bundles are not part of a user's clone")
-        }
-        let file = try SafetensorsFile(url: url)
+        let path = try sharedReference("tuss-tiny/cases/speech_sfxbg_musicbg.safetensors")
+        let file = try SafetensorsFile(url: URL(fileURLWithPath: path))
         let mixture = try XCTUnwrap(file.tensors["mixture"]).values
         let refRe = try XCTUnwrap(file.tensors["stft_re"])
         let refIm = try XCTUnwrap(file.tensors["stft_im"])

@@ -1,27 +1,6 @@
 import Foundation
+import TussTestSupport
 import XCTest
-
-/// A fresh empty directory under the system temporary directory, removed by the returned cleanup.
-func makeScratchDirectory(_ name: String) throws -> URL {
-    let safe = name.filter { $0.isLetter || $0.isNumber }
-    let url = FileManager.default.temporaryDirectory
-        .appendingPathComponent("tuss-audio-tests-\(safe)-\(UUID().uuidString)", isDirectory: true)
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
-
-/// A deterministic generator (SplitMix64) so test signals are reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A sine of `frequency` Hz, amplitude `amplitude`, `count` samples at `rate`.
 func sine(frequency: Double, rate: Int, count: Int, amplitude: Double = 0.5, phase: Double = 0) -> [Float] {
@@ -58,19 +37,6 @@ func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
     var worst: Float = 0
     for i in a.indices { worst = max(worst, abs(a[i] - b[i])) }
     return worst
-}
-
-/// ||a − b|| / ||b|| in Double.
-func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
-    precondition(a.count == b.count, "length mismatch \(a.count) vs \(b.count)")
-    var num = 0.0
-    var den = 0.0
-    for i in a.indices {
-        let d = Double(a[i]) - Double(b[i])
-        num += d * d
-        den += Double(b[i]) * Double(b[i])
-    }
-    return (num / max(den, 1e-300)).squareRoot()
 }
 
 /// Normalised correlation of `a[i + lag]` with `b[i]` over the overlap.
@@ -149,11 +115,6 @@ func sineDelay(_ x: ArraySlice<Float>, frequency: Double, rate: Int) -> Double {
         c += Double(x[i]) * cos(omega * Double(i))
     }
     return atan2(-c, s) / omega
-}
-
-/// Root of the package (the directory holding Package.swift), from this file's location.
-func packageRoot(_ file: String = #filePath) -> URL {
-    URL(fileURLWithPath: file).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 }
 
 /// A minimal safetensors reader for the reference bundles: F32 tensors only.

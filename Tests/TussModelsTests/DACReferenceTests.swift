@@ -3,6 +3,7 @@ import XCTest
 import TussModels
 import TussTensor
 import TussWeights
+import TussTestSupport
 
 /// The Swift DAC against bundles produced by the official implementation (random weights, official file format).
 final class DACReferenceTests: XCTestCase {

@@ -2,6 +2,7 @@ import XCTest
 @testable import TussModels
 import TussTensor
 import TussWeights
+import TussTestSupport
 
 /// A small masker configuration for tests (short window so short inputs cross it).
 func smallMaskerConfig(latent: Int = 16, window: Int = 5) -> LatentMaskerConfig {
@@ -12,11 +13,8 @@ func smallMaskerConfig(latent: Int = 16, window: Int = 5) -> LatentMaskerConfig 
 
 /// A deterministic latent (C, T).
 func testLatent(channels: Int, frames: Int, seed: UInt64 = 3) -> Tensor {
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-    return Tensor(shape: [channels, frames], data: (0..<(channels * frames)).map { _ in
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
-        return Float(state >> 40) / Float(1 << 24) * 2 - 1
-    })
+    var rng = XorshiftGenerator(seed: seed)
+    return Tensor(shape: [channels, frames], data: rng.array(channels * frames))
 }
 
 /// Frames `lo..<hi` of a (C, T) tensor.

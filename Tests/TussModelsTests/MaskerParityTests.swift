@@ -3,6 +3,7 @@ import XCTest
 import TussModels
 import TussTensor
 import TussWeights
+import TussTestSupport
 
 /// Swift vs PyTorch on the committed fixture (`Training/masker/make_fixture.py`): a random masker for a random tiny
 /// codec, input codes, and the masked latents and codes PyTorch computed for two prompt lists.

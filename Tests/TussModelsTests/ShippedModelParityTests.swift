@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import TussModels
 import TussWeights
+import TussTestSupport
 
 /// Our PyTorch recipe (Training/tuss) and the Swift engine must agree on our own models: committed fixtures hold an
 /// input and the recipe's outputs and intermediates (made by Training/tuss/make_fixture.py).

@@ -3,6 +3,7 @@ import XCTest
 @testable import TussModels
 import TussTensor
 import TussWeights
+import TussTestSupport
 
 /// Separates the model's own numerics from FFT rounding: fed the reference bundle's STFT, every intermediate must
 /// match far more tightly than the end-to-end tolerance.

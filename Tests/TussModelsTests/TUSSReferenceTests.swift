@@ -3,6 +3,7 @@ import XCTest
 import TussModels
 import TussTensor
 import TussWeights
+import TussTestSupport
 
 /// The Swift TUSS forward against bundles produced by the official implementation (random weights).
 final class TUSSReferenceTests: XCTestCase {

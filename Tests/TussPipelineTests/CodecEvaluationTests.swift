@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import TussAudio
 import TussPipeline
+import TussTestSupport
 
 final class CodecEvaluationTests: XCTestCase {
     /// A two-item manifest whose references are 1.5-s test signals (one repeated across items, coded once).
@@ -18,7 +19,7 @@ final class CodecEvaluationTests: XCTestCase {
     }
 
     func testNeuralAndOpusAreScoredAtEveryBitrate() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let codec = try smallCodecPath()
         let json = (dir as NSString).appendingPathComponent("scores.json")
         let r = try runTool(["eval-codec", "--manifest", try manifest(in: dir), "--codec", codec, "--bitrates", "2,6",
@@ -45,7 +46,7 @@ final class CodecEvaluationTests: XCTestCase {
     }
 
     func testBadArgumentsGiveOneLine() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let m = try manifest(in: dir)
         for (args, message) in [
             (["eval-codec", "--manifest", m, "--bitrates", "2,x"], "--bitrates must be positive numbers"),

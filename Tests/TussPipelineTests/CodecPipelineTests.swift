@@ -3,6 +3,7 @@ import XCTest
 import TussAudio
 import TussModels
 import TussPipeline
+import TussTestSupport
 
 /// A small DAC for codec tests: the official 16 kHz reference bundle's weights when `../shared` is present, else
 /// the committed default codec.
@@ -47,7 +48,7 @@ final class CodecPipelineTests: XCTestCase {
     }
 
     func testRoundTripThroughTheCommandLine() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let codec = try smallCodecPath()
         for (rate, channels, ext) in [(44100, 2, "wav"), (8000, 1, "flac"), (48000, 1, "wav")] {
             let input = try writeAudio(testSignal(seconds: 1.7, rate: rate, channels: channels), rate: rate,
@@ -80,7 +81,7 @@ final class CodecPipelineTests: XCTestCase {
     }
 
     func testDamagedAndForeignCodesAreRefused() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let codec = try smallCodecPath()
         let input = try writeAudio(testSignal(seconds: 1, rate: 16000, channels: 1), rate: 16000,
                                    to: (dir as NSString).appendingPathComponent("in.wav"))
@@ -111,7 +112,7 @@ final class CodecPipelineTests: XCTestCase {
 
     func testConvertedCodecIsTheSameCodec() throws {
         let pth = try sharedReference("dac-tiny-16k/weights.pth")
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let converted = (dir as NSString).appendingPathComponent("codec.safetensors")
         let r = try runTool(["convert", pth, "-o", converted])
         XCTAssertEqual(r.status, 0, r.err)
@@ -124,7 +125,7 @@ final class CodecPipelineTests: XCTestCase {
     }
 
     func testOpusBaselineRoundTrip() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let input = try writeAudio(testSignal(seconds: 2, rate: 44100, channels: 2), rate: 44100,
                                    to: (dir as NSString).appendingPathComponent("in.wav"))
         let opus = (dir as NSString).appendingPathComponent("a.opus"), out = (dir as NSString).appendingPathComponent("a.wav")

@@ -3,6 +3,7 @@ import XCTest
 import TussAudio
 import TussModels
 import TussPipeline
+import TussTestSupport
 
 /// `separate --codes`, `separate --path codec`, `eval --path codec` and `bench masker` through the built CLI, with a
 /// random-weight codec and masker written by the test.
@@ -15,7 +16,7 @@ final class CodecSeparationCLITests: XCTestCase {
 
     override func setUpWithError() throws {
         _ = try toolPath()
-        dir = try temporaryDirectory(self)
+        dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         (codec, masker) = try writeCodecAndMasker(in: dir)
         // Stereo at 44.1 kHz: the codes carry the original rate, channels and length through separation.
         mixture = try writeAudio(testSignal(seconds: 1.3, rate: 44100, channels: 2), rate: 44100,

@@ -1,14 +1,19 @@
 import Foundation
 import TussPipeline
+import TussTestSupport
 import XCTest
 
 final class CodesFileTests: XCTestCase {
+    /// A fresh temporary directory removed at teardown, as a URL because these tests build file URLs from it.
+    private func scratchURL() throws -> URL {
+        URL(fileURLWithPath: try temporaryDirectory(self, prefix: "codes-tests"), isDirectory: true)
+    }
+
     // MARK: Round trips
 
     func testRoundTripsAcrossChannelsCodebooksAndSizes() throws {
-        var rng = SeededRandom(seed: 1)
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        var rng = SeededGenerator(seed: 1)
+        let directory = try scratchURL()
         for channels in [1, 2] {
             for codebooks in [1, 12] {
                 for size in [2, 1024, 4096, 65536, 1000] {
@@ -28,29 +33,26 @@ final class CodesFileTests: XCTestCase {
     }
 
     func testManySmallChunksRoundTrip() throws {
-        var rng = SeededRandom(seed: 2)
+        var rng = SeededGenerator(seed: 2)
         let ranges = (0..<600).map { _ in Int.random(in: 1...5, using: &rng) }
         let sample = CodesSample(header: makeCodesHeader(channels: 2, codebooks: 4), ranges: ranges, rng: &rng)
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try scratchURL()
         try checkRoundTrip(sample, in: directory, label: "600 ranges")
         XCTAssertEqual(sample.chunks.count, 1200)
     }
 
     func testChunksLargerThanOneReadBlockRoundTrip() throws {
-        var rng = SeededRandom(seed: 3)
+        var rng = SeededGenerator(seed: 3)
         let sample = CodesSample(
             header: makeCodesHeader(channels: 2, codebooks: 12, codebookSize: 4096), ranges: [20_000, 5, 9_000],
             rng: &rng)
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try scratchURL()
         try checkRoundTrip(sample, in: directory, label: "large chunks")
     }
 
     func testZeroFrameFiles() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
-        var rng = SeededRandom(seed: 12)
+        let directory = try scratchURL()
+        var rng = SeededGenerator(seed: 12)
         for channels in [1, 2] {
             let header = makeCodesHeader(channels: channels, codebooks: 3, originalLength: 0)
             let path = directory.appendingPathComponent("empty-\(channels).bin").path
@@ -70,10 +72,9 @@ final class CodesFileTests: XCTestCase {
     }
 
     func testFileWriterFillsInUnknownFramesAndSinkWriterLeavesThemUnknown() throws {
-        var rng = SeededRandom(seed: 4)
+        var rng = SeededGenerator(seed: 4)
         let sample = CodesSample(header: makeCodesHeader(channels: 2), ranges: [10, 20], rng: &rng)
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try scratchURL()
         let path = directory.appendingPathComponent("a.bin").path
         let writer = try CodesWriter(path: path, header: sample.header)
         for chunk in sample.chunks { try writer.write(chunk) }
@@ -106,7 +107,7 @@ final class CodesFileTests: XCTestCase {
         if streamed.data.count < 1 << 16 {
             XCTAssertEqual(readWithParser(streamed.data) { _ in 1 }, fromData, label + ", 1 byte at a time")
         }
-        var rng = SeededRandom(seed: UInt64(streamed.data.count))
+        var rng = SeededGenerator(seed: UInt64(streamed.data.count))
         XCTAssertEqual(readWithParser(streamed.data) { _ in Int.random(in: 0...(streamed.data.count / 50 + 300), using: &rng) }, fromData, label)
 
         // The file differs from the stream only in the filled-in frame count and the header CRC.
@@ -175,7 +176,7 @@ final class CodesFileTests: XCTestCase {
     // MARK: Streaming parser
 
     func testStreamingParserOneByteAtATimeEqualsReader() throws {
-        var rng = SeededRandom(seed: 5)
+        var rng = SeededGenerator(seed: 5)
         for (channels, codebooks, size) in [(1, 1, 2), (2, 12, 1024), (2, 3, 65536)] {
             let sample = CodesSample(
                 header: makeCodesHeader(channels: channels, codebooks: codebooks, codebookSize: size),
@@ -193,7 +194,7 @@ final class CodesFileTests: XCTestCase {
     }
 
     func testStreamingParserEmitsEachEventAsSoonAsItsLastByteArrives() throws {
-        var rng = SeededRandom(seed: 6)
+        var rng = SeededGenerator(seed: 6)
         let sample = CodesSample(header: makeCodesHeader(channels: 2), ranges: [4, 4], rng: &rng)
         let units = try sample.encoded().units
         var parser = CodesStreamParser()
@@ -205,7 +206,7 @@ final class CodesFileTests: XCTestCase {
     }
 
     func testParserReturnsGoodEventsBeforeDamageAndThrowsOnTheNextCall() throws {
-        var rng = SeededRandom(seed: 7)
+        var rng = SeededGenerator(seed: 7)
         let sample = CodesSample(header: makeCodesHeader(), ranges: [5, 5], rng: &rng)
         var bytes = [UInt8](try sample.encoded().data)
         let segments = CodesSpec.segments(bytes)
@@ -222,7 +223,7 @@ final class CodesFileTests: XCTestCase {
     }
 
     func testParserRejectsBytesAfterTheEnd() throws {
-        var rng = SeededRandom(seed: 8)
+        var rng = SeededGenerator(seed: 8)
         let data = try CodesSample(header: makeCodesHeader(), ranges: [2], rng: &rng).encoded().data
         var parser = CodesStreamParser()
         XCTAssertEqual(try parser.feed(data).last, .end)
@@ -233,7 +234,7 @@ final class CodesFileTests: XCTestCase {
 
     /// A small valid two-channel stream and its segments, for damaging.
     private func validStream() throws -> (bytes: [UInt8], segments: [Range<Int>], sample: CodesSample) {
-        var rng = SeededRandom(seed: 9)
+        var rng = SeededGenerator(seed: 9)
         let sample = CodesSample(
             header: makeCodesHeader(channels: 2, codebooks: 2, codebookSize: 1000, frames: 9), ranges: [3, 2, 4],
             rng: &rng)
@@ -246,7 +247,8 @@ final class CodesFileTests: XCTestCase {
         let outcome = readWithReader(Data(bytes))
         XCTAssertEqual(readWithParser(Data(bytes)) { _ in 1 }, outcome, "parser vs reader", file: file, line: line)
         XCTAssertEqual(readWithParser(Data(bytes)) { _ in 1000 }, outcome, "parser vs reader", file: file, line: line)
-        if let directory = try? makeTemporaryDirectory() {
+        if let directory = try? scratchURL() {
+            // Called for every damaged stream a test checks: remove each now rather than all at teardown.
             defer { try? FileManager.default.removeItem(at: directory) }
             let url = directory.appendingPathComponent("damaged.bin")
             if (try? Data(bytes).write(to: url)) != nil {
@@ -440,8 +442,7 @@ final class CodesFileTests: XCTestCase {
     }
 
     func testReaderOnMissingFileAndDirectory() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try scratchURL()
         let missing = directory.appendingPathComponent("missing.bin").path
         guard case .io(path: missing, _)? = codesError({ _ = try CodesReader(path: missing) }) else {
             return XCTFail("a missing file should be an I/O error naming it")
@@ -476,10 +477,9 @@ final class CodesFileTests: XCTestCase {
     // MARK: Writer
 
     func testAtomicWriteShowsNothingUntilFinish() throws {
-        var rng = SeededRandom(seed: 10)
+        var rng = SeededGenerator(seed: 10)
         let sample = CodesSample(header: makeCodesHeader(channels: 2), ranges: [8, 8], rng: &rng)
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try scratchURL()
         let path = directory.appendingPathComponent("out.bin").path
         let writer = try CodesWriter(path: path, header: sample.header)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path))
@@ -496,10 +496,9 @@ final class CodesFileTests: XCTestCase {
     }
 
     func testDroppedWriterLeavesNothingAndKeepsAnExistingFile() throws {
-        var rng = SeededRandom(seed: 11)
+        var rng = SeededGenerator(seed: 11)
         let sample = CodesSample(header: makeCodesHeader(), ranges: [8, 8], rng: &rng)
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try scratchURL()
         let path = directory.appendingPathComponent("out.bin").path
         do {
             let writer = try CodesWriter(path: path, header: sample.header)
@@ -543,8 +542,7 @@ final class CodesFileTests: XCTestCase {
             ("channel count", { $0.channels = 257 }),
             ("frame count", { $0.frames = -1 }),
         ]
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try scratchURL()
         for (field, change) in cases {
             var header = good
             change(&header)

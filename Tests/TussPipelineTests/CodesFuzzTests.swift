@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import TussPipeline
+import TussTestSupport
 import XCTest
 
 /// Mutation fuzzing of the codes reader and stream parser with a seeded generator (reproducible).
@@ -18,7 +19,7 @@ final class CodesFuzzTests: XCTestCase {
     #endif
 
     func testCodesFuzzMutatedInputs() throws {
-        var rng = SeededRandom(seed: 0x5EED_C0DE)
+        var rng = SeededGenerator(seed: 0x5EED_C0DE)
         let bases = try Self.baseStreams(&rng)
         var outcomes: [String: Int] = [:]
         var failures: [String] = []
@@ -33,7 +34,7 @@ final class CodesFuzzTests: XCTestCase {
             let base = bases[iteration % bases.count]
             let input = Data(Self.mutate(base, &rng))
             let oneByte = iteration % 16 == 0
-            var pieces = SeededRandom(seed: UInt64(iteration))
+            var pieces = SeededGenerator(seed: UInt64(iteration))
             let started = clock.now
 
             let fromReader = readWithReader(input)
@@ -125,7 +126,7 @@ final class CodesFuzzTests: XCTestCase {
     }
 
     /// Valid streams of several shapes to mutate.
-    static func baseStreams(_ rng: inout SeededRandom) throws -> [[UInt8]] {
+    static func baseStreams(_ rng: inout SeededGenerator) throws -> [[UInt8]] {
         let shapes: [(name: String, channels: Int, codebooks: Int, size: Int, ranges: [Int], declared: Bool)] = [
             ("d", 1, 1, 2, [1, 3, 8], false),
             ("dac_44khz", 2, 12, 1024, [2, 5, 1], true),
@@ -144,7 +145,7 @@ final class CodesFuzzTests: XCTestCase {
     }
 
     /// One to three stacked mutations of `base`.
-    static func mutate(_ base: [UInt8], _ rng: inout SeededRandom) -> [UInt8] {
+    static func mutate(_ base: [UInt8], _ rng: inout SeededGenerator) -> [UInt8] {
         var bytes = base
         for _ in 0..<Int.random(in: 1...3, using: &rng) {
             mutateOnce(&bytes, rng: &rng)
@@ -175,7 +176,7 @@ final class CodesFuzzTests: XCTestCase {
     static let interesting: [UInt64] = [0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x1_0000, 1 << 20, (1 << 20) + 1,
                                         0x7FFF_FFFF, 0xFFFF_FFFF, UInt64(Int64.max), UInt64.max]
 
-    static func mutateOnce(_ bytes: inout [UInt8], rng: inout SeededRandom) {
+    static func mutateOnce(_ bytes: inout [UInt8], rng: inout SeededGenerator) {
         let segments = segments(bytes)
         let refresh = Bool.random(using: &rng)
         func pick<T>(_ values: [T]) -> T? { values.isEmpty ? nil : values[Int.random(in: 0..<values.count, using: &rng)] }

@@ -3,12 +3,13 @@ import XCTest
 import TussModels
 import TussPipeline
 import TussTensor
+import TussTestSupport
 
 final class CodesSeparatorTests: XCTestCase {
     override func setUp() { ComputeThreads.configure(1) }
 
     func testStreamingCodesEqualWholeStream() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let (codecPath, maskerPath) = try writeCodecAndMasker(in: dir)
         let codec = try CodecHandle.open(codecPath), masker = try MaskerHandle.open(maskerPath)
         let prompts = try Prompt.parseList("speech,speech,music-mix")
@@ -39,7 +40,7 @@ final class CodesSeparatorTests: XCTestCase {
     }
 
     func testMismatchedCodecsAndPromptsAreRefused() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let (codecPath, maskerPath) = try writeCodecAndMasker(in: dir)
         let (otherCodec, _) = try writeCodecAndMasker(in: dir, codecSeed: 12)
         let (wideCodec, _) = try writeCodecAndMasker(in: dir, latent: 48, codecSeed: 13)

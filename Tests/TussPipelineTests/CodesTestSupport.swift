@@ -1,21 +1,7 @@
 import Foundation
 import TussPipeline
+import TussTestSupport
 import XCTest
-
-/// Deterministic random numbers (SplitMix64) so every test and fuzz run sees the same inputs.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}
 
 /// Test-side knowledge of the format, written independently of the library to pin docs/codes-format.md.
 enum CodesSpec {
@@ -78,7 +64,7 @@ struct CodesSample {
     var expected: [[[Int32]]]
 
     /// Random codes for `header`, cut into time ranges of the given frame counts (one chunk per channel each).
-    init(header: CodesHeader, ranges: [Int], rng: inout SeededRandom) {
+    init(header: CodesHeader, ranges: [Int], rng: inout SeededGenerator) {
         self.header = header
         var chunks: [CodesChunk] = []
         var expected = [[[Int32]]](
@@ -185,11 +171,4 @@ func codesError(
         XCTFail("expected a CodesFileError, got \(error)", file: file, line: line)
     }
     return nil
-}
-
-/// A fresh empty directory under the system temporary directory.
-func makeTemporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("codes-tests-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
 }

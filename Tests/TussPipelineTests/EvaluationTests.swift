@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TussPipeline
+import TussTestSupport
 
 final class EvaluationTests: XCTestCase {
     let a: [Float] = (0..<8000).map { Float(sin(Double($0) * 0.031)) }
@@ -49,7 +50,7 @@ final class EvaluationTests: XCTestCase {
     }
 
     func testEvalCommandOnATinyManifest() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let model = try smallModelPath()
         let manifest = try writeTinyManifest(in: dir, seconds: 0.6)
         let out = (dir as NSString).appendingPathComponent("scores.json")

@@ -3,13 +3,11 @@ import XCTest
 import TussModels
 import TussPipeline
 import TussWeights
+import TussTestSupport
 
-/// Deterministic uniform values in ±scale (xorshift), for synthetic weight files.
-func syntheticValues(_ count: Int, scale: Float, offset: Float = 0, seed: inout UInt64) -> [Float] {
-    (0..<count).map { _ in
-        seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
-        return (Float(seed >> 40) / Float(1 << 24) * 2 - 1) * scale + offset
-    }
+/// Deterministic uniform values in `offset` ± `scale`, for synthetic weight files.
+func syntheticValues(_ count: Int, scale: Float, offset: Float = 0, rng: inout XorshiftGenerator) -> [Float] {
+    (0..<count).map { _ in rng.uniform() * scale + offset }
 }
 
 /// A small 16 kHz DAC (hop 320) for tests: tiny encoder/decoder, `latent` channels, 4 codebooks of 64.
@@ -20,10 +18,10 @@ func smallDACConfig(latent: Int = 32) -> DACConfig {
 
 /// Writes a random-weight DAC under the official state-dict names (weight-norm form) with our metadata.
 func writeRandomDAC(_ config: DACConfig, seed: UInt64, to path: String) throws {
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    var rng = XorshiftGenerator(seed: seed)
     var tensors: [(name: String, tensor: WeightTensor)] = []
     func add(_ name: String, _ shape: [Int], scale: Float, offset: Float = 0) {
-        tensors.append((name, WeightTensor(floats: syntheticValues(shape.reduce(1, *), scale: scale, offset: offset, seed: &state), shape: shape)))
+        tensors.append((name, WeightTensor(floats: syntheticValues(shape.reduce(1, *), scale: scale, offset: offset, rng: &rng), shape: shape)))
     }
     func conv(_ name: String, cin: Int, cout: Int, k: Int) {
         add("\(name).weight_g", [cout, 1, 1], scale: 0.2, offset: 1)
@@ -81,11 +79,11 @@ func writeRandomMasker(latentDim: Int, codecName: String, codecHash: String, see
     let config = LatentMaskerConfig(latentDim: latentDim, modelDim: modelDim, heads: 2, ffnDim: 24, jointLayers: 2,
                                     filmLayers: 2, window: window, prompts: Prompt.all.map(\.name), maxPrompts: 8,
                                     codecName: codecName, codecHash: codecHash)
-    var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    var rng = XorshiftGenerator(seed: seed)
     var tensors: [(name: String, tensor: WeightTensor)] = []
     let d = modelDim, f = 24
     func add(_ name: String, _ shape: [Int], scale: Float, offset: Float = 0) {
-        tensors.append((name, WeightTensor(floats: syntheticValues(shape.reduce(1, *), scale: scale, offset: offset, seed: &state), shape: shape)))
+        tensors.append((name, WeightTensor(floats: syntheticValues(shape.reduce(1, *), scale: scale, offset: offset, rng: &rng), shape: shape)))
     }
     func linear(_ name: String, _ i: Int, _ o: Int, biasOffset: Float = 0) {
         add("\(name).weight", [o, i], scale: 1 / Float(i).squareRoot())

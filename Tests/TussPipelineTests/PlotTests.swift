@@ -2,6 +2,7 @@ import CZlib
 import Foundation
 import XCTest
 import TussPipeline
+import TussTestSupport
 
 final class PlotTests: XCTestCase {
     func testToneAppearsAtItsFrequencyAndThePNGDecodes() throws {
@@ -46,7 +47,7 @@ final class PlotTests: XCTestCase {
     }
 
     func testPlotCommandWritesAPNG() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let a = try writeAudio(testSignal(seconds: 1, rate: 22050, channels: 2), rate: 22050, to: dir + "/a.wav")
         let b = try writeAudio(testSignal(seconds: 0.5, rate: 8000, channels: 1), rate: 8000, to: dir + "/b.flac")
         let r = try runTool(["plot", a, b, "-o", dir + "/p.png"])

@@ -3,6 +3,7 @@ import XCTest
 import TussAudio
 import TussModels
 import TussPipeline
+import TussTestSupport
 
 /// A small TUSS model for pipeline tests: the official tiny reference bundle when `../shared` is present, else the
 /// committed random-weight fixture.
@@ -28,7 +29,7 @@ final class SeparationTests: XCTestCase {
 
     func testFilesKeepRateChannelsAndExactLength() throws {
         let model = try ModelFile.open(try smallModelPath()).tussModel()
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let separator = try SpectralSeparator(model: model, options: SeparationOptions(chunkSeconds: 0.5, overlapSeconds: 0.1, quiet: true))
         for (rate, channels, ext) in [(8000, 1, "wav"), (44100, 2, "flac"), (48000, 1, "wav"), (22050, 3, "wav"), (32000, 2, "mp3")] {
             let input = try writeAudio(testSignal(seconds: 1.3, rate: rate, channels: channels), rate: rate,
@@ -77,7 +78,7 @@ final class SeparationTests: XCTestCase {
 
 final class CommandLineTests: XCTestCase {
     func testSeparateWritesOneFilePerPromptAndPrintsThePaths() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let input = try writeAudio(testSignal(seconds: 1.1, rate: 16000, channels: 2), rate: 16000,
                                    to: (dir as NSString).appendingPathComponent("mix.wav"))
         let out = (dir as NSString).appendingPathComponent("stems")
@@ -93,7 +94,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testErrorsAreOneLineWithNonZeroExit() throws {
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let input = try writeAudio(testSignal(seconds: 0.5, rate: 16000, channels: 1), rate: 16000,
                                    to: (dir as NSString).appendingPathComponent("mix.wav"))
         let garbage = (dir as NSString).appendingPathComponent("garbage.wav")
@@ -129,7 +130,7 @@ final class CommandLineTests: XCTestCase {
 
     func testConvertedOfficialModelRunsIdentically() throws {
         let tiny = try sharedReference("tuss-tiny")
-        let dir = try temporaryDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let converted = (dir as NSString).appendingPathComponent("tiny.safetensors")
         let r = try runTool(["convert", tiny, "-o", converted])
         XCTAssertEqual(r.status, 0, r.err)

@@ -3,6 +3,7 @@ import XCTest
 import TussModels
 import TussWeights
 @testable import TussPipeline
+import TussTestSupport
 
 /// The shipped codec in Swift against our PyTorch recipe: a committed fixture (Training/codec/make_fixture.py) holds
 /// an input and the recipe's latent, codes and decoded audio, made from the exact codec file (by sha256).
@@ -41,12 +42,4 @@ final class ShippedCodecParityTests: XCTestCase {
         let codes = (0..<q.codes.count).map { i in (0..<frames).map { Int32(expected[i * frames + $0]) } }
         XCTAssertLessThan(relativeL2(codec.decode(codes), try fixture.require("decoded").floats()), 1e-4, "decoded")
     }
-}
-
-/// ‖a − b‖ / ‖b‖ in double precision.
-private func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
-    guard a.count == b.count else { return .infinity }
-    var num = 0.0, den = 0.0
-    for i in 0..<a.count { let d = Double(a[i]) - Double(b[i]); num += d * d; den += Double(b[i]) * Double(b[i]) }
-    return (num / max(den, 1e-30)).squareRoot()
 }

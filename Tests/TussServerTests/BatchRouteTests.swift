@@ -2,13 +2,14 @@ import Foundation
 import TussAudio
 import TussModels
 import TussPipeline
+import TussTestSupport
 import XCTest
 @testable import TussServer
 
 /// `POST /v1/separate`, `/healthz` and `/metrics` over loopback, and every batch error path.
 final class BatchRouteTests: XCTestCase {
     func testSpectralPathReturnsOneAudioFilePerPrompt() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let engine = try SeparationEngine(spectral: try embeddedSpectral(), codec: nil, masker: nil)
         let server = try SeparationServer(engine: engine, limits: ServerLimits())
         let rate = 16000
@@ -35,7 +36,7 @@ final class BatchRouteTests: XCTestCase {
     }
 
     func testCodesPathMatchesOfflineSeparationAndDecodes() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
         let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
         let rate = 22050
@@ -69,7 +70,7 @@ final class BatchRouteTests: XCTestCase {
 
     /// Audio sent with path=codec is encoded on the server and gives the same codes as encoding first.
     func testAudioBodyOnTheCodecPath() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
         let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
         let planar = signal(seconds: 0.7, rate: 16000, channels: 1)
@@ -87,7 +88,7 @@ final class BatchRouteTests: XCTestCase {
     /// Every malformed, oversized, wrong-codec or truncated request gets its status and JSON kind, and the server
     /// stays up and counts them.
     func testErrorPathsAnswerWithStatusAndKind() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
         let limits = ServerLimits(maxBodyBytes: 200_000, maxPrompts: 2)
         let withMasker = try SeparationServer(engine: try codecEngine(), limits: limits)

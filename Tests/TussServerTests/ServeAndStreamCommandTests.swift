@@ -1,12 +1,13 @@
 import Foundation
 import TussAudio
 import TussPipeline
+import TussTestSupport
 import XCTest
 
 /// `tuss-codec serve` and `tuss-codec stream` as processes: the whole edge–server split on loopback.
 final class ServeAndStreamCommandTests: XCTestCase {
     func testStreamAgainstServeMatchesSeparateCodes() throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let tool = try toolPath()
         let codec = fixturePath("codec.safetensors"), masker = fixturePath("model.safetensors")
         let wav = try writeWAV(signal(seconds: 1.2, rate: 16000, channels: 1), rate: 16000, to: (dir as NSString).appendingPathComponent("talk.wav"))
@@ -22,16 +23,16 @@ final class ServeAndStreamCommandTests: XCTestCase {
         let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
         let port = try XCTUnwrap(line.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }, line)
 
-        let streamed = try run(tool, ["stream", wav, "--server", "ws://127.0.0.1:\(port)", "--prompts", "speech,sfx-mix",
-                                      "--codec", codec, "-o", (dir as NSString).appendingPathComponent("streamed")])
+        let streamed = try runTool(["stream", wav, "--server", "ws://127.0.0.1:\(port)", "--prompts", "speech,sfx-mix",
+                                    "--codec", codec, "-o", (dir as NSString).appendingPathComponent("streamed")])
         XCTAssertEqual(streamed.status, 0, streamed.err)
         XCTAssertTrue(streamed.out.contains("upstream:") && streamed.out.contains("p95"), streamed.out)
         XCTAssertTrue(streamed.out.contains("0 lost"), streamed.out)
 
         let bin = (dir as NSString).appendingPathComponent("talk.bin")
-        XCTAssertEqual(try run(tool, ["encode", wav, "-o", bin, "--codec", codec, "--quiet"]).status, 0)
-        let offline = try run(tool, ["separate", "--codes", bin, "--prompts", "speech,sfx-mix", "--codec", codec, "--masker", masker,
-                                     "-o", (dir as NSString).appendingPathComponent("offline"), "--quiet"])
+        XCTAssertEqual(try runTool(["encode", wav, "-o", bin, "--codec", codec, "--quiet"]).status, 0)
+        let offline = try runTool(["separate", "--codes", bin, "--prompts", "speech,sfx-mix", "--codec", codec, "--masker", masker,
+                                   "-o", (dir as NSString).appendingPathComponent("offline"), "--quiet"])
         XCTAssertEqual(offline.status, 0, offline.err)
         for name in ["speech", "sfx-mix"] {
             let a = try CodesReader(path: (dir as NSString).appendingPathComponent("streamed/\(name).bin")).readAll()
@@ -41,15 +42,15 @@ final class ServeAndStreamCommandTests: XCTestCase {
         }
 
         // A bad request is one line on stderr and a non-zero exit; the server survives it.
-        let bad = try run(tool, ["stream", wav, "--server", "ws://127.0.0.1:\(port)", "--prompts", "kazoo", "--codec", codec,
-                                 "-o", (dir as NSString).appendingPathComponent("bad")])
+        let bad = try runTool(["stream", wav, "--server", "ws://127.0.0.1:\(port)", "--prompts", "kazoo", "--codec", codec,
+                               "-o", (dir as NSString).appendingPathComponent("bad")])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertEqual(bad.err.split(separator: "\n").count, 1, bad.err)
         XCTAssertTrue(bad.err.contains("kazoo"), bad.err)
         XCTAssertTrue(server.isRunning)
 
         // A second server on the same port fails in one line that says what to do.
-        let taken = try run(tool, ["serve", "--port", "\(port)", "--codec", codec, "--masker", masker])
+        let taken = try runTool(["serve", "--port", "\(port)", "--codec", codec, "--masker", masker])
         XCTAssertNotEqual(taken.status, 0)
         XCTAssertEqual(taken.err.split(separator: "\n").count, 1, taken.err)
         XCTAssertTrue(taken.err.contains("in use"), taken.err)
@@ -63,35 +64,13 @@ final class ServeAndStreamCommandTests: XCTestCase {
     }
 
     func testStreamWithoutServerFailsInOneLine() throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let wav = try writeWAV(signal(seconds: 0.2, rate: 16000, channels: 1), rate: 16000, to: (dir as NSString).appendingPathComponent("a.wav"))
         // Port 9 (discard) on loopback: nothing listens there in the test environment.
-        let r = try run(try toolPath(), ["stream", wav, "--server", "ws://127.0.0.1:9", "--prompts", "speech",
-                                         "--codec", fixturePath("codec.safetensors")])
+        let r = try runTool(["stream", wav, "--server", "ws://127.0.0.1:9", "--prompts", "speech",
+                             "--codec", fixturePath("codec.safetensors")])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
         XCTAssertTrue(r.err.hasPrefix("tuss-codec: error:"), r.err)
     }
-
-    private func run(_ tool: String, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
-    }
-}
-
-/// The built `tuss-codec` executable beside the test bundle.
-func toolPath() throws -> String {
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [dir.appendingPathComponent("tuss-codec"), dir.deletingLastPathComponent().appendingPathComponent("tuss-codec")] {
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate.path }
-    }
-    throw XCTSkip("tuss-codec executable not found beside the test bundle (build it with swift build)")
 }

@@ -8,22 +8,10 @@ import Synchronization
 import TussAudio
 import TussModels
 import TussPipeline
+import TussTestSupport
 import WSClient
 import XCTest
 @testable import TussServer
-
-/// The package root (three levels above this file).
-func packageRoot(file: StaticString = #filePath) -> String {
-    URL(fileURLWithPath: "\(file)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-}
-
-/// A fresh temporary directory, removed by the test's teardown block.
-func scratchDirectory(_ test: XCTestCase) throws -> String {
-    let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("tuss-server-tests-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
-    return dir
-}
 
 /// The masker branch's fixture: a random-weight 16 kHz DAC (hop 320, 4 codebooks of 64) and a random masker trained
 /// for it (`Tests/Fixtures/masker-random`).

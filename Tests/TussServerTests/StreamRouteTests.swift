@@ -2,6 +2,7 @@ import Foundation
 import TussAudio
 import TussModels
 import TussPipeline
+import TussTestSupport
 import XCTest
 @testable import TussServer
 
@@ -10,7 +11,7 @@ final class StreamRouteTests: XCTestCase {
     /// The edge client's stream gives exactly the offline `separate --codes` output (and the batch route's), with
     /// every frame, in order.
     func testEdgeClientStreamMatchesOfflineSeparation() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
         let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
         let rate = 16000
@@ -46,7 +47,7 @@ final class StreamRouteTests: XCTestCase {
 
     /// The opus transport: the server decodes the segments, encodes and separates; every frame comes back.
     func testOpusTransport() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
         let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits())
         let rate = 48000
@@ -68,7 +69,7 @@ final class StreamRouteTests: XCTestCase {
     }
 
     func testStreamErrorPaths() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
         let limits = ServerLimits(maxPrompts: 2, maxStreams: 1, idleSeconds: 0.5, maxMessageBytes: 4096)
         let server = try SeparationServer(engine: try codecEngine(), limits: limits)
@@ -140,7 +141,7 @@ final class StreamRouteTests: XCTestCase {
 
     /// SIGTERM-style graceful shutdown lets an open stream finish and refuses new ones meanwhile.
     func testDrainFinishesOpenStreams() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
         let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits(idleSeconds: 5), drainSeconds: 5)
         let codes = try encodeCodes(signal(seconds: 0.4, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir).bytes
@@ -167,7 +168,7 @@ final class StreamRouteTests: XCTestCase {
     /// Damaged inputs (one byte changed anywhere, sent in random pieces) are refused one by one, over both routes,
     /// and the server keeps serving.
     func testDamagedInputsNeverTakeTheServerDown() async throws {
-        let dir = try scratchDirectory(self)
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
         let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits(idleSeconds: 2))
         let codes = try encodeCodes(signal(seconds: 0.5, rate: 16000, channels: 2), rate: 16000, codec: codec, dir: dir).bytes

@@ -1,33 +1,15 @@
 import XCTest
 import TussTensor
+import TussTestSupport
 #if os(Linux)
 import Glibc
 #endif
-
-/// Deterministic pseudo-random numbers for test inputs (no dependence on the system RNG).
-struct TestRNG {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed &* 0x9E3779B97F4A7C15 | 1 }
-    mutating func next() -> UInt64 {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
-        return state
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
-    mutating func array(_ n: Int) -> [Float] { (0..<n).map { _ in uniform() } }
-}
-
-func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-    precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
-    var num = 0.0, den = 0.0
-    for i in 0..<a.count { let d = Double(a[i]) - Double(b[i]); num += d * d; den += Double(b[i]) * Double(b[i]) }
-    return (num / max(den, 1e-30)).squareRoot()
-}
 
 final class KernelTests: XCTestCase {
     override func setUp() { ComputeThreads.configure(2) }
 
     func testGemmAllTransposesAgainstNaiveLoops() {
-        var rng = TestRNG(1)
+        var rng = XorshiftGenerator(seed: 1)
         for (m, n, k) in [(3, 5, 7), (130, 70, 33), (64, 600, 40), (700, 90, 50), (1, 37, 19), (1, 5, 300)] {
             for transA in [false, true] {
                 for transB in [false, true] {
@@ -48,7 +30,7 @@ final class KernelTests: XCTestCase {
                         }
                         expected[i * n + j] = Float(0.5 * s + 2 * Double(c0[i * n + j]))
                     } }
-                    XCTAssertLessThan(relativeError(c, expected), 1e-6, "gemm \(m)x\(n)x\(k) tA=\(transA) tB=\(transB)")
+                    XCTAssertLessThan(relativeL2(c, expected), 1e-6, "gemm \(m)x\(n)x\(k) tA=\(transA) tB=\(transB)")
                 }
             }
         }
@@ -57,7 +39,7 @@ final class KernelTests: XCTestCase {
     /// Large beta = 0 products run in row blocks (see `BLAS.zeroedSplitFloats`): same result as the naive loops, for
     /// every transpose, on one and two threads.
     func testLargeZeroBetaGemmInRowBlocks() {
-        var rng = TestRNG(24)
+        var rng = XorshiftGenerator(seed: 24)
         let (m, n, k) = (9001, 300, 9)
         XCTAssertGreaterThan(m * n, 1 << 21)
         for transA in [false, true] {
@@ -81,7 +63,7 @@ final class KernelTests: XCTestCase {
                                   a: pa.baseAddress!, lda: transA ? m : k, b: pb.baseAddress!, ldb: transB ? k : n,
                                   beta: 0, c: pc.baseAddress!, ldc: n)
                     } } }
-                    XCTAssertLessThan(relativeError(c, expected), 1e-6, "transA \(transA) transB \(transB) threads \(threads)")
+                    XCTAssertLessThan(relativeL2(c, expected), 1e-6, "transA \(transA) transB \(transB) threads \(threads)")
                 }
                 ComputeThreads.configure(2)
             }
@@ -89,7 +71,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testBatchedMatmulAndLinear() {
-        var rng = TestRNG(2)
+        var rng = XorshiftGenerator(seed: 2)
         let a = Tensor(shape: [3, 4, 5], data: rng.array(60)), b = Tensor(shape: [3, 5, 6], data: rng.array(90))
         let c = BLAS.batchedMatmul(a, b)
         for bi in 0..<3 { for i in 0..<4 { for j in 0..<6 {
@@ -128,7 +110,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testConv1dStrideDilationPaddingGroups() {
-        var rng = TestRNG(3)
+        var rng = XorshiftGenerator(seed: 3)
         let cases: [(cin: Int, cout: Int, k: Int, s: Int, d: Int, p: Int, g: Int, len: Int)] = [
             (1, 4, 7, 1, 1, 3, 1, 50), (6, 8, 3, 2, 1, 1, 2, 33), (8, 8, 7, 1, 9, 27, 1, 300),
             (4, 6, 1, 1, 1, 0, 1, 20), (16, 16, 4, 4, 1, 2, 16, 41), (5, 3, 16, 8, 1, 4, 1, 5000),
@@ -141,12 +123,12 @@ final class KernelTests: XCTestCase {
             let expected = naiveConv(x, cin: c.cin, len: c.len, w: w, bias: b, cout: c.cout, k: c.k,
                                      stride: c.s, dil: c.d, pad: c.p, groups: c.g)
             XCTAssertEqual(y.count, expected.count, "\(c)")
-            XCTAssertLessThan(relativeError(y.data, expected), 1e-6, "\(c)")
+            XCTAssertLessThan(relativeL2(y.data, expected), 1e-6, "\(c)")
         }
     }
 
     func testConvTranspose1dAgainstScatterDefinition() {
-        var rng = TestRNG(4)
+        var rng = XorshiftGenerator(seed: 4)
         let cases: [(cin: Int, cout: Int, k: Int, s: Int, p: Int, g: Int, len: Int)] = [
             (8, 4, 16, 8, 4, 1, 11), (6, 3, 10, 5, 3, 1, 7), (4, 4, 4, 1, 0, 1, 9), (4, 6, 3, 2, 1, 2, 12), (3, 2, 4, 2, 1, 1, 3000),
         ]
@@ -165,12 +147,12 @@ final class KernelTests: XCTestCase {
                 let o = (i / ipg) * opg + oo
                 if j >= 0 && j < lout { expected[o * lout + j] += Double(w[(i * opg + oo) * c.k + kk]) * Double(x[i * c.len + t]) }
             } } } }
-            XCTAssertLessThan(relativeError(y.data, expected.map(Float.init)), 1e-6, "\(c)")
+            XCTAssertLessThan(relativeL2(y.data, expected.map(Float.init)), 1e-6, "\(c)")
         }
     }
 
     func testNorms() {
-        var rng = TestRNG(5)
+        var rng = XorshiftGenerator(seed: 5)
         // Layer norm.
         var x = rng.array(4 * 10)
         let w = rng.array(10), b = rng.array(10)
@@ -223,7 +205,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testActivations() {
-        var rng = TestRNG(6)
+        var rng = XorshiftGenerator(seed: 6)
         let x = rng.array(40).map { $0 * 4 }
         func run(_ f: (UnsafeMutablePointer<Float>, Int) -> Void) -> [Float] {
             var y = x; y.withUnsafeMutableBufferPointer { f($0.baseAddress!, $0.count) }; return y
@@ -263,7 +245,7 @@ final class KernelTests: XCTestCase {
 
     /// Every instruction-set variant of the C kernels against double-precision formulas, on lengths with SIMD tails.
     func testElementwiseKernelsEveryISAAgainstNaive() {
-        var rng = TestRNG(21)
+        var rng = XorshiftGenerator(seed: 21)
         let best = Activation.kernelISA
         defer { Activation.forceKernelISA(best) }
         let (rows, width) = (3, 1003)
@@ -347,7 +329,7 @@ final class KernelTests: XCTestCase {
 
     /// The fused DAC residual unit against the unfused definition with naive convolutions, over several tiles.
     func testSnakeResidualUnitAgainstNaive() {
-        var rng = TestRNG(22)
+        var rng = XorshiftGenerator(seed: 22)
         for (c, len, dil) in [(3, 50, 1), (40, 3000, 9), (24, 2000, 3)] {
             let x = rng.array(c * len).map { $0 * 2 }
             let w1 = rng.array(c * c * 7).map { $0 * 0.3 }, b1 = rng.array(c)
@@ -372,7 +354,7 @@ final class KernelTests: XCTestCase {
                 ComputeThreads.configure(threads)
                 let y = unit(Tensor(shape: [c, len], data: x))
                 XCTAssertEqual(y.shape, [c, len])
-                XCTAssertLessThan(relativeError(y.data, expected), 1e-5, "c \(c) len \(len) dilation \(dil) threads \(threads)")
+                XCTAssertLessThan(relativeL2(y.data, expected), 1e-5, "c \(c) len \(len) dilation \(dil) threads \(threads)")
             }
             ComputeThreads.configure(2)
         }
@@ -380,7 +362,7 @@ final class KernelTests: XCTestCase {
 
     /// The phase-decomposed transposed convolution over several tiles and with output padding.
     func testConvTransposeByPhasesAgainstScatterDefinition() {
-        var rng = TestRNG(23)
+        var rng = XorshiftGenerator(seed: 23)
         let cases: [(cin: Int, cout: Int, k: Int, s: Int, p: Int, op: Int, len: Int)] = [
             (4, 256, 16, 8, 4, 0, 1000), (5, 3, 5, 2, 2, 1, 40), (3, 7, 7, 3, 0, 2, 30), (6, 4, 8, 4, 2, 0, 1),
         ]
@@ -399,14 +381,14 @@ final class KernelTests: XCTestCase {
                 ComputeThreads.configure(threads)
                 let y = layer(Tensor(shape: [c.cin, c.len], data: x))
                 XCTAssertEqual(y.shape, [c.cout, lout])
-                XCTAssertLessThan(relativeError(y.data, expected.map(Float.init)), 1e-6, "\(c) threads \(threads)")
+                XCTAssertLessThan(relativeL2(y.data, expected.map(Float.init)), 1e-6, "\(c) threads \(threads)")
             }
             ComputeThreads.configure(2)
         }
     }
 
     func testSnakeAtLargeArguments() {
-        var rng = TestRNG(9)
+        var rng = XorshiftGenerator(seed: 9)
         let x = rng.array(2000).map { $0 * 60 }
         let alpha: [Float] = [0.05, 1, 4.5, 9]
         var y = x
@@ -419,7 +401,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testAttentionWithInterleavedRoPEAgainstNaive() {
-        var rng = TestRNG(7)
+        var rng = XorshiftGenerator(seed: 7)
         let dim = 12, heads = 2, adim = 16, dh = 8, length = 9, seqs = 3
         let wqkv = rng.array(3 * adim * dim), wout = rng.array(dim * adim)
         let rope = RotaryEmbedding(headDim: dh)
@@ -484,7 +466,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testThreadCountDoesNotChangeResults() {
-        var rng = TestRNG(8)
+        var rng = XorshiftGenerator(seed: 8)
         let x = rng.array(64 * 2000), w = rng.array(64 * 64 * 7)
         let conv = Conv1d(weight: w, bias: nil, inChannels: 64, outChannels: 64, kernelSize: 7, padding: 3)
         ComputeThreads.configure(1)
@@ -492,7 +474,7 @@ final class KernelTests: XCTestCase {
         ComputeThreads.configure(2)
         let y2 = conv(Tensor(shape: [64, 2000], data: x))
         // Splitting a product changes OpenBLAS's blocking, so results agree to rounding, not bit for bit.
-        XCTAssertLessThan(relativeError(y1.data, y2.data), 1e-6)
+        XCTAssertLessThan(relativeL2(y1.data, y2.data), 1e-6)
     }
 }
 

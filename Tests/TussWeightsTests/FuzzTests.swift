@@ -1,4 +1,5 @@
 import Foundation
+import TussTestSupport
 import TussWeights
 import XCTest
 

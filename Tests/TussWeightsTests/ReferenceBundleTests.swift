@@ -1,4 +1,5 @@
 import Foundation
+import TussTestSupport
 import TussWeights
 import XCTest
 
@@ -63,7 +64,7 @@ final class ReferenceBundleTests: XCTestCase {
 
     /// Names from a docs key list (`name (shape) [dtype]` per line), with their shapes.
     func docKeys(_ file: String) throws -> [(name: String, shape: [Int])] {
-        let root = try referenceRoot()
+        let root = try sharedReference()
         let path = URL(fileURLWithPath: root).deletingLastPathComponent().appendingPathComponent("docs/keys/\(file)").path
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw XCTSkip("\(path) not found")
@@ -98,7 +99,7 @@ final class ReferenceBundleTests: XCTestCase {
     // MARK: TUSS
 
     func testTussTinyCheckpoint() throws {
-        let root = try referenceRoot()
+        let root = try sharedReference()
         let store = try TorchCheckpoint.stateDict(root + "/tuss-tiny/checkpoints/model.pth")
         try check(store, Expected(
             count: 797, parameters: 668_356,
@@ -139,7 +140,7 @@ final class ReferenceBundleTests: XCTestCase {
     }
 
     func testTussMediumCheckpoint() throws {
-        let root = try referenceRoot()
+        let root = try sharedReference()
         let store = try TorchCheckpoint.stateDict(root + "/tuss-medium/checkpoints/model.pth")
         try check(store, Expected(
             count: 909, parameters: 11_132_472,
@@ -166,7 +167,7 @@ final class ReferenceBundleTests: XCTestCase {
     // MARK: DAC
 
     func testDACCheckpoints() throws {
-        let root = try referenceRoot()
+        let root = try sharedReference()
         let bundles: [(dir: String, docs: String, codebooks: Int, config: [String: ConfigValue], expected: Expected)] = [
             ("dac-tiny-16k", "dac_16k_state_dict_keys.txt", 6, [
                 "encoder_dim": .int(8), "encoder_rates": .array([.int(2), .int(4), .int(5), .int(8)]), "latent_dim": .int(64),
@@ -235,7 +236,7 @@ final class ReferenceBundleTests: XCTestCase {
     // MARK: Cases and configs
 
     func testEveryCaseFileParses() throws {
-        let root = try referenceRoot()
+        let root = try sharedReference()
         let fm = FileManager.default
         var checked = 0
         for bundle in try fm.contentsOfDirectory(atPath: root).sorted() {
@@ -300,7 +301,7 @@ final class ReferenceBundleTests: XCTestCase {
 
     /// Sampled values of two case files (same Python route as above, with safetensors.safe_open).
     func testCaseFileValues() throws {
-        let root = try referenceRoot()
+        let root = try sharedReference()
         let dac = try Safetensors.load(root + "/dac-tiny-16k/cases/short.safetensors")
         let audio = try dac.require("audio").floats()
         XCTAssertEqual(bits(Array(audio.prefix(3))), [0x3C54_B0CC, 0x3C1F_F76F, 0xBC8E_CCAC])
@@ -319,7 +320,7 @@ final class ReferenceBundleTests: XCTestCase {
     }
 
     func testHparamsYAML() throws {
-        let root = try referenceRoot()
+        let root = try sharedReference()
         for (bundle, json, embedding) in [("tuss-tiny", HparamsFixtures.tinyJSON, 16), ("tuss-medium", HparamsFixtures.mediumJSON, 64)] {
             let text = try String(contentsOfFile: root + "/\(bundle)/hparams.yaml", encoding: .utf8)
             let config = try ConfigValue.parseYAML(text)

@@ -1,4 +1,5 @@
 import Foundation
+import TussTestSupport
 import TussWeights
 import XCTest
 
@@ -12,7 +13,7 @@ func safetensorsBytes(header: String, data: [UInt8]) -> [UInt8] {
 
 final class SafetensorsTests: XCTestCase {
     func testRoundTripFloat32AndMetadata() throws {
-        let directory = try temporaryDirectory(self)
+        let directory = try temporaryDirectory(self, prefix: "tuss-weights-tests")
         let path = directory + "/model.safetensors"
         let tensors: [(name: String, tensor: WeightTensor)] = [
             ("encoder.weight", WeightTensor(floats: [1, -2.5, .pi, -0.0, .infinity, .leastNormalMagnitude / 4], shape: [2, 3])),
@@ -50,7 +51,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testRoundTripOtherDTypesAndOverwrite() throws {
-        let directory = try temporaryDirectory(self)
+        let directory = try temporaryDirectory(self, prefix: "tuss-weights-tests")
         let path = directory + "/x.safetensors"
         try Safetensors.write([("old", WeightTensor(floats: [1], shape: [1]))], metadata: [:], to: path)
         let half = try WeightTensor(dtype: .f16, shape: [3], bytes: Data([0x00, 0x3C, 0x00, 0xC0, 0x01, 0x00]))  // odd offsets next
@@ -67,7 +68,7 @@ final class SafetensorsTests: XCTestCase {
 
     func testWriteRejectsBadNamesAndUnwritablePaths() throws {
         let t = WeightTensor(floats: [1], shape: [1])
-        let directory = try temporaryDirectory(self)
+        let directory = try temporaryDirectory(self, prefix: "tuss-weights-tests")
         XCTAssertThrowsError(try Safetensors.write([("a", t), ("a", t)], metadata: [:], to: directory + "/d.safetensors")) {
             guard case .invalidArgument = $0 as? WeightsError else { return XCTFail("\($0)") }
         }
@@ -190,7 +191,7 @@ final class SafetensorsTests: XCTestCase {
     }
 
     func testMissingFileAndDirectoryThrowUnreadable() throws {
-        let directory = try temporaryDirectory(self)
+        let directory = try temporaryDirectory(self, prefix: "tuss-weights-tests")
         for path in [directory + "/nope.safetensors", directory] {
             XCTAssertThrowsError(try Safetensors.load(path)) {
                 guard case let .unreadableFile(p, _) = $0 as? WeightsError else { return XCTFail("\($0)") }

@@ -2,43 +2,6 @@ import Foundation
 import TussWeights
 import XCTest
 
-/// The shared reference folder (`../shared/reference` next to the package root), or a skip.
-func referenceRoot() throws -> String {
-    let packageRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent()  // TussWeightsTests
-        .deletingLastPathComponent()  // Tests
-        .deletingLastPathComponent()  // package root
-    let root = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/reference").path
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory), isDirectory.boolValue else {
-        throw XCTSkip("../shared/reference not found: reference bundles are not part of a user's clone")
-    }
-    return root
-}
-
-/// A fresh temporary directory, removed at the end of the test.
-func temporaryDirectory(_ test: XCTestCase) throws -> String {
-    let path = NSTemporaryDirectory() + "tuss-weights-tests-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-    return path
-}
-
-/// SplitMix64: a small seeded generator so fuzzing is reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Little-endian byte appending.
 extension Array where Element == UInt8 {
     mutating func le16(_ value: Int) { append(contentsOf: [UInt8(value & 0xFF), UInt8((value >> 8) & 0xFF)]) }

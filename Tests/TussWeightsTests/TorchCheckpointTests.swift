@@ -1,4 +1,5 @@
 import Foundation
+import TussTestSupport
 import TussWeights
 import XCTest
 
@@ -78,7 +79,7 @@ final class TorchCheckpointTests: XCTestCase {
     }
 
     func testLoadFromFileMatchesLoadFromData() throws {
-        let directory = try temporaryDirectory(self)
+        let directory = try temporaryDirectory(self, prefix: "tuss-weights-tests")
         let path = directory + "/fixture.pth"
         try Fixtures.torchFixtureV4.write(to: URL(fileURLWithPath: path))
         let store = try TorchCheckpoint.stateDict(path, at: ["sd"])
