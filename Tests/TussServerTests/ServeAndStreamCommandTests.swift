@@ -17,11 +17,15 @@ final class ServeAndStreamCommandTests: XCTestCase {
         server.arguments = ["serve", "--port", "0", "--codec", codec, "--masker", masker, "--threads", "1"]
         let out = Pipe()
         server.standardOutput = out
-        server.standardError = FileHandle.nullDevice
+        let serverLog = (dir as NSString).appendingPathComponent("serve.log")
+        FileManager.default.createFile(atPath: serverLog, contents: nil)
+        server.standardError = FileHandle(forWritingAtPath: serverLog)
         try server.run()
         defer { if server.isRunning { server.terminate() } }
-        let line = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
-        let port = try XCTUnwrap(line.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }, line)
+        // The server prints "listening on http://127.0.0.1:PORT" once bound; give a loaded machine a minute.
+        let line = firstLine(of: out.fileHandleForReading, timeout: 60) ?? ""
+        let port = try XCTUnwrap(line.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) },
+                                 "no port line from serve (running: \(server.isRunning)); its stderr: \((try? String(contentsOfFile: serverLog, encoding: .utf8)) ?? "")")
 
         let streamed = try runTool(["stream", wav, "--server", "ws://127.0.0.1:\(port)", "--prompts", "speech,sfx-mix",
                                     "--codec", codec, "-o", (dir as NSString).appendingPathComponent("streamed")])
@@ -50,7 +54,7 @@ final class ServeAndStreamCommandTests: XCTestCase {
         XCTAssertTrue(server.isRunning)
 
         // A second server on the same port fails in one line that says what to do.
-        let taken = try runTool(["serve", "--port", "\(port)", "--codec", codec, "--masker", masker])
+        let taken = try runTool(["serve", "--port", "\(port)", "--codec", codec, "--masker", masker], timeout: 60)
         XCTAssertNotEqual(taken.status, 0)
         XCTAssertEqual(taken.err.split(separator: "\n").count, 1, taken.err)
         XCTAssertTrue(taken.err.contains("in use"), taken.err)
