@@ -211,7 +211,7 @@ struct Separate: ParsableCommand {
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Describe a codes file (.bin) or a weights file (.pth, .safetensors, official release directory).")
+        abstract: "Describe a codes file (.bin), a weights file (.pth, .safetensors, official release directory) or an audio file.")
 
     @Argument(help: "The file or directory to describe.")
     var file: String
@@ -228,9 +228,29 @@ struct Info: ParsableCommand {
                 print(try CodecPipeline.describe(file, json: json, dumpCodes: dumpCodes))
                 return
             }
+            if Self.isAudioFile(file) {
+                let audio = try AudioDescription(path: file)
+                print(json ? audio.json : audio.text)
+                return
+            }
             let description = ModelDescription(try ModelFile.open(file))
             print(json ? description.json : description.text)
         }
+    }
+
+    /// Audio is recognised by its first bytes, not its name, so a weights file is never mistaken for it.
+    static func isAudioFile(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+              let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        let head = [UInt8]((try? handle.read(upToCount: 12)) ?? Data())
+        guard head.count >= 4 else { return false }
+        let magic = String(decoding: head[0..<4], as: UTF8.self)
+        // RIFF/RIFX (WAV), FORM (AIFF), fLaC, OggS, caff, RF64, .snd (AU), MP3 with an ID3 tag or a frame sync.
+        if ["RIFF", "RIFX", "FORM", "fLaC", "OggS", "caff", "RF64", ".snd"].contains(magic) { return true }
+        if head[0] == 0x49, head[1] == 0x44, head[2] == 0x33 { return true }
+        return head[0] == 0xFF && head[1] & 0xE0 == 0xE0
     }
 
     static func isCodesFile(_ path: String) -> Bool {

@@ -128,6 +128,30 @@ final class CommandLineTests: XCTestCase {
         XCTAssertGreaterThan(obj?["parameters"] as? Int ?? 0, 1000)
     }
 
+    func testInfoDescribesAudioFiles() throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
+        // A half-scale sine on the left, silence on the right: peak −6.02 dBFS and RMS −9.03 dBFS, then −∞ (null).
+        let n = 22050
+        let left = (0..<n).map { Float(0.5 * sin(2 * Double.pi * 441 * Double($0) / 44100)) }
+        let path = try writeAudio([left, [Float](repeating: 0, count: n)], rate: 44100,
+                                  to: (dir as NSString).appendingPathComponent("tone.flac"))
+        let r = try runTool(["info", path, "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        XCTAssertEqual(obj["kind"] as? String, "audio")
+        XCTAssertEqual(obj["format"] as? String, "FLAC 16-bit PCM")
+        XCTAssertEqual(obj["sample_rate"] as? Int, 44100)
+        XCTAssertEqual(obj["channels"] as? Int, 2)
+        XCTAssertEqual(obj["frames"] as? Int, n)
+        let peaks = try XCTUnwrap(obj["peak_dbfs"] as? [Any])
+        XCTAssertEqual(peaks[0] as? Double ?? 0, -6.02, accuracy: 0.02)
+        XCTAssertTrue(peaks[1] is NSNull)
+        XCTAssertEqual((obj["rms_dbfs"] as? [Any])?.first as? Double ?? 0, -9.03, accuracy: 0.02)
+        let text = try runTool(["info", path])
+        XCTAssertEqual(text.status, 0, text.err)
+        XCTAssertTrue(text.out.contains("sample rate: 44100 Hz") && text.out.contains("(0.500 s)"), text.out)
+    }
+
     func testConvertedOfficialModelRunsIdentically() throws {
         let tiny = try sharedReference("tuss-tiny")
         let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
