@@ -50,7 +50,7 @@ SMALL_16K = dict(encoder_dim=24, encoder_rates=[2, 4, 5, 8], latent_dim=64, deco
                  quantizer_dropout=0.5, sample_rate=16000)
 LOG_FIELDS = ["step", "wall_s", "audio_h", "lr", "total", "mel", "stft_sc", "stft_logmag", "wave_l1", "commit",
               "grad_norm", "revived", "batch_codes_used", "val_mel_4", "val_mel_8", "val_mel_12", "val_sisdr_4", "val_sisdr_8",
-              "val_sisdr_12", "val_codes_used", "sisdr"]
+              "val_sisdr_12", "val_codes_used", "sisdr", "nmse"]
 
 
 @torch.no_grad()
@@ -302,6 +302,9 @@ def main(argv=None):
     ap.add_argument("--fixture-dir", type=Path, default=None,
                     help="regenerate the Swift parity fixture here after every --export (Tests/Fixtures/dac-small-16k)")
     ap.add_argument("--commitment", type=float, default=0.25, help="weight of the VQ commitment loss")
+    ap.add_argument("--nmse-weight", type=float, default=0.0,
+                    help="weight of the waveform error energy over the reference energy: unlike SI-SDR its gradient "
+                         "pulls toward the reference with the same sign whatever the current correlation")
     ap.add_argument("--sisdr-weight", type=float, default=0.0,
                     help="weight of a negative SI-SDR (dB) term: spectral losses alone leave the decoder's phase free, "
                          "so its output need not line up with the input's waveform")
@@ -396,10 +399,12 @@ def main(argv=None):
         out = model(x)
         y = out["audio"][:, 0]
         l = losses(y, x[:, 0, : y.shape[-1]])  # the stride-5 decoder yields 320*T - 8 samples
-        l["sisdr"] = si_sdr(y, x[:, 0, : y.shape[-1]]).mean()
+        ref = x[:, 0, : y.shape[-1]]
+        l["sisdr"] = si_sdr(y, ref).mean()
+        l["nmse"] = ((y - ref).pow(2).sum(-1) / (ref.pow(2).sum(-1) + 1e-8)).mean()
         total = (15.0 * l["mel"] + 1.0 * l["stft_sc"] + 1.0 * l["stft_logmag"] + 5.0 * l["wave_l1"]
                  + args.commitment * out["vq/commitment_loss"] + 1.0 * out["vq/codebook_loss"]
-                 - args.sisdr_weight * l["sisdr"])
+                 - args.sisdr_weight * l["sisdr"] + args.nmse_weight * l["nmse"])
         opt.zero_grad(set_to_none=True)
         total.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e3)
