@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "TussWeightsTests", dependencies: ["TussWeights", "TussTestSupport"]),
         .testTarget(name: "TussModelsTests", dependencies: ["TussModels", "TussWeights", "TussAudio", "TussTestSupport"]),
         .testTarget(name: "TussPipelineTests", dependencies: [
-            "TussPipeline", "TussAudio", "TussModels", "CZlib", "TussTestSupport",
+            "TussPipeline", "TussAudio", "TussModels", "TussTensor", "TussWeights", "CZlib", "TussTestSupport",
         ]),
         .testTarget(name: "TussServerTests", dependencies: [
             "TussServer", "TussPipeline", "TussAudio", "TussModels", "TussTestSupport",

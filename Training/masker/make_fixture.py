@@ -1,7 +1,10 @@
-"""Parity fixture of the latent masker for the Swift engine: Tests/Fixtures/masker-random/.
+"""Parity fixtures of the latent masker for the Swift engine: Tests/Fixtures/masker-random/ and codec-masker/.
 
     python3 Training/masker/make_fixture.py --out Tests/Fixtures/masker-random      # write
     python3 Training/masker/make_fixture.py --check Tests/Fixtures/masker-random    # recompute and compare
+    # the shipped masker on the shipped codec (all codebooks); only case.safetensors, naming both files by sha256
+    python3 Training/masker/make_fixture.py --model Models/codec-masker/model.safetensors \
+        --codec Codecs/dac-small-16k/codec.safetensors --out Tests/Fixtures/codec-masker     # or --check DIR
 
 Files: codec.safetensors (a random tiny DAC, TINY_DAC in codec_tools.py), model.safetensors (a random masker for
 it, every parameter drawn at random, norms included, so a port that ignores one fails), case.safetensors:
@@ -59,23 +62,31 @@ def signal(seconds: float = 1.3, rate: int = 16000):
     return torch.from_numpy(x.astype(np.float32))[None]
 
 
-def compute(codec_path: Path, model: LatentMasker):
+def compute(codec_path: Path, model: LatentMasker, codebooks: int | None = None):
+    """Tensors and metadata of the fixture; `codebooks` defaults to CODEBOOKS (the random codec has 4)."""
     codec, _ = load_codec(codec_path)
+    books = codebooks or CODEBOOKS
     with torch.no_grad():
-        codes, _ = quantize(codec, encode_latent(codec, signal()), CODEBOOKS)
+        codes, _ = quantize(codec, encode_latent(codec, signal()), books)
         latent = dequantize(codec, codes)                                    # (1, C, T)
         tensors = {"codes": codes[0].to(torch.int32), "latent": latent[0]}
-        meta = {"cases": ",".join(CASES), "codebooks": str(CODEBOOKS), "frames": str(latent.shape[-1])}
+        meta = {"cases": ",".join(CASES), "codebooks": str(books), "frames": str(latent.shape[-1])}
         for key, prompts in CASES.items():
             masked = model(latent, [prompts])[0]                              # (N, C, T)
             wide = copy.deepcopy(model).double()(latent.double(), [prompts])[0]
             meta[f"fp32_vs_fp64_rel_l2_{key}"] = f"{float((masked.double() - wide).norm() / wide.norm()):.3g}"
-            c, _, margins = quantize(codec, masked, CODEBOOKS, with_margins=True)
+            c, _, margins = quantize(codec, masked, books, with_margins=True)
             tensors[f"masked_{key}"] = masked
             tensors[f"codes_{key}"] = c.to(torch.int32)
             tensors[f"margins_{key}"] = margins
             meta[f"prompts_{key}"] = ",".join(prompts)
     return {k: v.contiguous() for k, v in tensors.items()}, meta
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def main(argv=None):
@@ -84,14 +95,29 @@ def main(argv=None):
     ap.add_argument("--out", type=Path)
     ap.add_argument("--check", type=Path, help="recompute from the stored codec and masker and compare")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", type=Path, help="a trained masker (the shipped one): the fixture then holds only the "
+                    "case, made with all of --codec's codebooks, and names both files by sha256")
+    ap.add_argument("--codec", type=Path, help="the codec --model was trained on")
     args = ap.parse_args(argv)
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
+    from masker.model import load_exported
 
+    if bool(args.model) != bool(args.codec):
+        ap.error("--model and --codec go together")
+    if args.model:
+        model = load_exported(args.model).eval()
+        codec_path, books = args.codec, load_codec(args.codec)[0].quantizer.n_codebooks
     if args.check:
-        from masker.model import load_exported
-
-        tensors, _ = compute(args.check / "codec.safetensors", load_exported(args.check / "model.safetensors"))
+        if args.model:
+            with safe_open(str(args.check / "case.safetensors"), framework="pt") as f:
+                meta = f.metadata() or {}
+            for key, path in (("model_sha256", args.model), ("codec_sha256", codec_path)):
+                if meta.get(key) != sha256(path):
+                    raise SystemExit(f"fixture out of step: it was made from another {path} ({key}); regenerate it with --out")
+            tensors, _ = compute(codec_path, model, books)
+        else:
+            tensors, _ = compute(args.check / "codec.safetensors", load_exported(args.check / "model.safetensors"))
         stored = load_file(str(args.check / "case.safetensors"))
         worst = 0.0
         for k, v in tensors.items():
@@ -106,6 +132,15 @@ def main(argv=None):
     if not args.out:
         ap.error("give --out DIR or --check DIR")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.model:
+        tensors, meta = compute(codec_path, model, books)
+        meta |= {"model_sha256": sha256(args.model), "codec_sha256": sha256(codec_path),
+                 "model_step": (safe_open(str(args.model), framework="pt").metadata() or {}).get("tuss-codec.step", "")}
+        tmp = args.out / "case.safetensors.tmp"
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(args.out / "case.safetensors")
+        print(meta)
+        return
     codec_path = write_random_codec(args.out / "codec.safetensors", seed=args.seed)
     _, identity = load_codec(codec_path)
     model = random_masker(identity, args.seed)

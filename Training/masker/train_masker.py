@@ -10,8 +10,11 @@
     # resume it
     ... train_masker.py --run codec-masker --codec Codecs/dac-small-16k/codec.safetensors --resume
 
-Data: ``data.mixtures.MixtureSampler`` (as Training/tuss/train.py: mixture, prompts, references; item i = step * batch
-+ j, so a resumed run continues the same stream), prompt dropout in 25 % of the steps.
+Data: ``data.mixtures.MixtureSampler`` (as Training/tuss/train.py: mixture, prompts, references; item i = batch * size
++ j over freshly encoded batches, so a resumed run continues the same stream), prompt dropout in 25 % of the steps.
+With --replay R, every freshly encoded batch is followed by R optimizer steps on items drawn from a ring buffer of
+earlier encodings (the frozen codec's encoder costs ~100x the masker step); the buffer is not checkpointed and
+refills after a resume.
 Per item: the mixture is encoded by the frozen codec and quantised with K codebooks (K = all in half the steps,
 else uniform in 1..all, so the masker serves any bitrate); the masker's input is that quantised latent, exactly what
 `dequantize` rebuilds from a codes file. Targets: each reference source encoded and quantised with the same K.
@@ -44,7 +47,7 @@ if str(TRAINING) not in sys.path:
 from codec.train_codec import SpectralLosses  # noqa: E402
 from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
 from masker.model import PROMPTS, LatentMasker, canonical, default_config, export  # noqa: E402
-from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
+from tuss.train import (append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, wait_for_index)
 
 MEL = SpectralLosses(16000)
@@ -141,6 +144,9 @@ def main(argv=None):
     ap.add_argument("--val-items", type=int, default=32)
     ap.add_argument("--val-every-sec", type=float, default=300.0)
     ap.add_argument("--no-decode-val", action="store_true", help="skip the decoded SI-SDRi in validation")
+    ap.add_argument("--replay", type=int, default=0,
+                    help="extra optimizer steps per freshly encoded batch, drawn from a buffer of encoded items")
+    ap.add_argument("--buffer-items", type=int, default=2048, help="size of the replay buffer (items)")
     ap.add_argument("--max-steps", type=int, default=10**9)
     ap.add_argument("--max-hours", type=float, default=1e9)
     ap.add_argument("--threads", type=int, default=1)
@@ -235,42 +241,73 @@ def main(argv=None):
 
     if state["step"] == 0:
         run_validation(float("nan"), n_books)
+    # Replay: encoding a batch through the frozen codec costs far more than a masker step (the masker is ~30 MMAC per
+    # second of audio, the codec encoder ~100x that), so each freshly encoded batch is kept (continuous latents) in a
+    # ring buffer and `--replay` further optimizer steps are drawn from it. Codebook count and prompt dropout are
+    # chosen per optimizer step, so a replayed item is seen at other bitrates and prompt subsets.
+    buffer: list = []
+    state.setdefault("batches", state["step"])          # fresh batches consumed (data stream index); old runs: = step
     t_start = t_last = last_val = time.time()
     loss_acc, loss_n = 0.0, 0
-    while state["step"] < args.max_steps and not stop["flag"] and time.time() - t_start < args.max_hours * 3600:
-        step = state["step"]
-        rng = random.Random(args.seed * 1_000_003 + step)      # per step: resume-safe
+
+    def train_on(entries, rng):
+        """One optimizer step on encoded items [(z_mix (C, T), z_src (N, C, T), prompts)]."""
         books = n_books if rng.random() < 0.5 else rng.randint(1, n_books)
-        items = [get_item(train_sampler, step * args.batch + j) for j in range(args.batch)]
-        if rng.random() < args.prompt_dropout:
-            items = [(m, *prompt_dropout(p, s, rng)) for m, p, s in items]
+        dropout = rng.random() < args.prompt_dropout
         groups = {}
-        for m, p, s in items:
-            groups.setdefault(len(p), []).append((m, [canonical(x) for x in p], s))
+        for zm, zs, p in entries:
+            if dropout:
+                p, zs = prompt_dropout(p, zs, rng)
+            groups.setdefault(len(p), []).append((zm, [canonical(x) for x in p], zs))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.lr, args.warmup, 1.0)
+            g["lr"] = lr_at(state["step"], args.lr, args.warmup, 1.0)
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for n, grp in groups.items():
-            mix = torch.stack([m for m, _, _ in grp])
-            src = torch.stack([s for _, _, s in grp])                      # (B, N, L)
+            z_mix = quantize(codec, torch.stack([m for m, _, _ in grp]), books)[1]
+            zs = torch.stack([s for _, _, s in grp])                            # (B, N, C, T)
+            target = quantize(codec, zs.flatten(0, 1), books)[1].view(zs.shape)
             prompts = [p for _, p, _ in grp]
-            z_mix = latents(codec, mix, books)
-            target = latents(codec, src.flatten(0, 1), books).view(len(grp), n, *z_mix.shape[1:])
             loss, _ = masker_loss(model(z_mix, prompts), target, z_mix, prompts, args.l1_weight)
-            (loss * len(grp) / len(items)).backward()
-            total += float(loss.detach()) * len(grp) / len(items)
-        if apply_step(model, opt, total, args.clip, step):
-            loss_acc += total
-            loss_n += 1
-        t_last = advance(state, items, args.sample_rate, t_last)
-        if state["step"] % 20 == 0:
-            print(f"step {state['step']} loss {loss_acc / max(1, loss_n):.3f} "
-                  f"({state['wall_s'] / state['step']:.2f} s/step)", flush=True)
-        if time.time() - last_val >= args.val_every_sec or state["step"] >= args.max_steps:
-            run_validation(loss_acc / max(1, loss_n), books)
-            loss_acc, loss_n = 0.0, 0
-            last_val = t_last = time.time()
+            (loss * len(grp) / len(entries)).backward()
+            total += float(loss.detach()) * len(grp) / len(entries)
+        return total, books
+
+    while state["step"] < args.max_steps and not stop["flag"] and time.time() - t_start < args.max_hours * 3600:
+        batch_index = state["batches"]
+        items = [get_item(train_sampler, batch_index * args.batch + j) for j in range(args.batch)]
+        fresh = []
+        with torch.no_grad():
+            for m, p, s in items:
+                zz = encode_latent(codec, torch.cat([m[None], s]))               # mixture and its sources at once
+                fresh.append((zz[0], zz[1:], list(p)))
+        if args.replay > 0:
+            buffer.extend(fresh)
+            del buffer[: max(0, len(buffer) - args.buffer_items)]
+        state["batches"] += 1
+        state["audio_seconds"] += sum(m.shape[-1] for m, _, _ in items) / args.sample_rate
+        plan = [fresh] + [None] * args.replay
+        for entries in plan:
+            if state["step"] >= args.max_steps or stop["flag"]:
+                break
+            rng = random.Random(args.seed * 1_000_003 + state["step"])         # per step: resume-safe
+            if entries is None:
+                entries = [buffer[rng.randrange(len(buffer))] for _ in range(args.batch)]
+            total, books = train_on(entries, rng)
+            if apply_step(model, opt, total, args.clip, state["step"]):
+                loss_acc += total
+                loss_n += 1
+            now = time.time()
+            state["wall_s"] += now - t_last
+            t_last = now
+            state["step"] += 1
+            if state["step"] % 20 == 0:
+                print(f"step {state['step']} loss {loss_acc / max(1, loss_n):.3f} "
+                      f"({state['wall_s'] / state['step']:.2f} s/step, {state['batches']} batches encoded)", flush=True)
+            if time.time() - last_val >= args.val_every_sec or state["step"] >= args.max_steps:
+                run_validation(loss_acc / max(1, loss_n), books)
+                loss_acc, loss_n = 0.0, 0
+                last_val = t_last = time.time()
     save_latest()
     print(f"stopped at step {state['step']}; latest checkpoint {latest_path}", flush=True)
 

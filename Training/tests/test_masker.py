@@ -85,6 +85,17 @@ def test_committed_fixture_is_in_step():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_shipped_fixture_is_in_step():
+    """The shipped masker's fixture recomputes from Models/codec-masker on the shipped codec."""
+    model, codec = REPO / "Models/codec-masker/model.safetensors", REPO / "Codecs/dac-small-16k/codec.safetensors"
+    fixture = REPO / "Tests" / "Fixtures" / "codec-masker"
+    if not (model.is_file() and (fixture / "case.safetensors").is_file()):
+        pytest.skip("no shipped masker or no fixture for it")
+    r = subprocess.run([sys.executable, str(REPO / "Training/masker/make_fixture.py"), "--model", str(model),
+                        "--codec", str(codec), "--check", str(fixture)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_synthetic_smoke_training(tmp_path):
     run = "pytest-smoke"
     try:
@@ -98,6 +109,26 @@ def test_synthetic_smoke_training(tmp_path):
         assert model.config["codec"]["name"] == "dac-16k-random-codec"
         assert len(model.config["codec"]["sha256"]) == 64
         assert (tmp_path / "log.csv").read_text().startswith("step,wall_s,audio_hours,train_loss")
+    finally:
+        import shutil
+        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
+
+
+def test_replay_steps_reuse_encoded_batches(tmp_path):
+    """--replay 2: each freshly encoded batch is followed by two steps from the buffer, so 5 steps encode 2 batches."""
+    import torch
+
+    run = "pytest-replay"
+    try:
+        r = subprocess.run([sys.executable, str(REPO / "Training/masker/train_masker.py"), "--run", run, "--synthetic",
+                            "--random-codec", "--max-steps", "5", "--replay", "2", "--buffer-items", "4",
+                            "--val-items", "2", "--val-every-sec", "1e9", "--no-decode-val",
+                            "--d-model", "32", "--heads", "2", "--ffn", "64", "--seconds", "1",
+                            "--log", str(tmp_path / "log.csv"), "--export", str(tmp_path / "m.safetensors")],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        state = torch.load(REPO / "Training/masker/runs" / run / "latest.pt", weights_only=False)["state"]
+        assert state["step"] == 5 and state["batches"] == 2, state
     finally:
         import shutil
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
