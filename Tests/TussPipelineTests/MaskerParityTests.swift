@@ -49,12 +49,9 @@ final class MaskerParityTests: XCTestCase {
             throw XCTSkip("\(DefaultModels.masker) or its fixture Tests/Fixtures/codec-masker is missing")
         }
         let fixture = try loadFixture(case: casePath, masker: maskerPath, codec: codecPath)
-        func digest(_ path: String) throws -> String {
-            SHA256.hash(try Data(contentsOf: URL(fileURLWithPath: path))).map { String(format: "%02x", $0) }.joined()
-        }
         let regenerate = "python3 Training/masker/make_fixture.py --model \(DefaultModels.masker) --codec \(DefaultModels.codec) --out Tests/Fixtures/codec-masker"
-        XCTAssertEqual(fixture.store.metadata["model_sha256"], try digest(maskerPath), "the fixture was made from another masker file: \(regenerate)")
-        XCTAssertEqual(fixture.store.metadata["codec_sha256"], try digest(codecPath), "the fixture was made from another codec file: \(regenerate)")
+        XCTAssertEqual(fixture.store.metadata["model_sha256"], try sha256Hex(ofFile: maskerPath), "the fixture was made from another masker file: \(regenerate)")
+        XCTAssertEqual(fixture.store.metadata["codec_sha256"], try sha256Hex(ofFile: codecPath), "the fixture was made from another codec file: \(regenerate)")
         // 12 codebooks of 1 024 entries: near-ties are more frequent than in the tiny codec's 64-entry books.
         try assertParity(fixture, maxNearTies: 6)
     }

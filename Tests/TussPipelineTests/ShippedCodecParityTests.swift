@@ -5,6 +5,11 @@ import TussWeights
 @testable import TussPipeline
 import TussTestSupport
 
+/// The hex SHA-256 of a file: how fixtures name the model file they were made from.
+func sha256Hex(ofFile path: String) throws -> String {
+    SHA256.hash(try Data(contentsOf: URL(fileURLWithPath: path))).map { String(format: "%02x", $0) }.joined()
+}
+
 /// The shipped codec in Swift against our PyTorch recipe: a committed fixture (Training/codec/make_fixture.py) holds
 /// an input and the recipe's latent, codes and decoded audio, made from the exact codec file (by sha256).
 final class ShippedCodecParityTests: XCTestCase {
@@ -16,7 +21,7 @@ final class ShippedCodecParityTests: XCTestCase {
             throw XCTSkip("\(DefaultModels.codec) or its fixture is missing")
         }
         let fixture = try Safetensors.load(casePath)
-        let digest = SHA256.hash(try Data(contentsOf: URL(fileURLWithPath: codecPath))).map { String(format: "%02x", $0) }.joined()
+        let digest = try sha256Hex(ofFile: codecPath)
         XCTAssertEqual(fixture.metadata["model_sha256"], digest,
                        "the fixture was made from another codec file: python3 Training/codec/make_fixture.py --model \(DefaultModels.codec) --out Tests/Fixtures/dac-small-16k")
         let codec = try CodecHandle.open(codecPath).codec

@@ -83,10 +83,11 @@ def compute(codec_path: Path, model: LatentMasker, codebooks: int | None = None)
     return {k: v.contiguous() for k, v in tensors.items()}, meta
 
 
-def sha256(path: Path) -> str:
-    import hashlib
+def _exported_step(path: Path) -> str:
+    from safetensors import safe_open
 
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("tuss-codec.step", "")
 
 
 def main(argv=None):
@@ -102,6 +103,7 @@ def main(argv=None):
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
     from masker.model import load_exported
+    from codec.make_fixture import sha256
 
     if bool(args.model) != bool(args.codec):
         ap.error("--model and --codec go together")
@@ -135,7 +137,7 @@ def main(argv=None):
     if args.model:
         tensors, meta = compute(codec_path, model, books)
         meta |= {"model_sha256": sha256(args.model), "codec_sha256": sha256(codec_path),
-                 "model_step": (safe_open(str(args.model), framework="pt").metadata() or {}).get("tuss-codec.step", "")}
+                 "model_step": _exported_step(args.model)}
         tmp = args.out / "case.safetensors.tmp"
         save_file(tensors, str(tmp), metadata=meta)
         tmp.replace(args.out / "case.safetensors")

@@ -47,7 +47,7 @@ if str(TRAINING) not in sys.path:
 from codec.train_codec import SpectralLosses  # noqa: E402
 from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
 from masker.model import PROMPTS, LatentMasker, canonical, default_config, export  # noqa: E402
-from tuss.train import (append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
+from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, wait_for_index)
 
 MEL = SpectralLosses(16000)
@@ -285,7 +285,6 @@ def main(argv=None):
             buffer.extend(fresh)
             del buffer[: max(0, len(buffer) - args.buffer_items)]
         state["batches"] += 1
-        state["audio_seconds"] += sum(m.shape[-1] for m, _, _ in items) / args.sample_rate
         plan = [fresh] + [None] * args.replay
         for entries in plan:
             if state["step"] >= args.max_steps or stop["flag"]:
@@ -297,10 +296,7 @@ def main(argv=None):
             if apply_step(model, opt, total, args.clip, state["step"]):
                 loss_acc += total
                 loss_n += 1
-            now = time.time()
-            state["wall_s"] += now - t_last
-            t_last = now
-            state["step"] += 1
+            t_last = advance(state, items if entries is fresh else [], args.sample_rate, t_last)   # audio counted once
             if state["step"] % 20 == 0:
                 print(f"step {state['step']} loss {loss_acc / max(1, loss_n):.3f} "
                       f"({state['wall_s'] / state['step']:.2f} s/step, {state['batches']} batches encoded)", flush=True)
