@@ -50,7 +50,7 @@ SMALL_16K = dict(encoder_dim=24, encoder_rates=[2, 4, 5, 8], latent_dim=64, deco
                  quantizer_dropout=0.5, sample_rate=16000)
 LOG_FIELDS = ["step", "wall_s", "audio_h", "lr", "total", "mel", "stft_sc", "stft_logmag", "wave_l1", "commit",
               "grad_norm", "revived", "batch_codes_used", "val_mel_4", "val_mel_8", "val_mel_12", "val_sisdr_4", "val_sisdr_8",
-              "val_sisdr_12", "val_codes_used", "sisdr", "nmse"]
+              "val_sisdr_12", "val_codes_used", "sisdr", "nmse", "phase"]
 
 
 @torch.no_grad()
@@ -186,6 +186,24 @@ class SpectralLosses(torch.nn.Module):
         return {"mel": mel, "stft_sc": sc / n, "stft_logmag": logmag / n, "wave_l1": (y - x).abs().mean()}
 
 
+def phase_loss(y, x, n_fft=512, max_hz=4000.0, sample_rate=16000):
+    """Magnitude-weighted phase error of y against x below max_hz, in [0, 2]: 0 = same phase, ~1 = unrelated.
+
+    Why: the waveform terms (L1, NMSE) are dominated by the loudest, lowest partials, and where the phase is wrong their
+    cheapest descent is to shrink the output, which the mel loss then fights. This term sees only the angle between
+    the two STFT bins (it is unchanged when y is scaled), weighted by the reference's magnitude so silent bins do not
+    count, and normalised per item so quiet segments weigh as much as loud ones.
+    """
+    window = torch.hann_window(n_fft, device=y.device)
+    sy = torch.stft(y, n_fft=n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
+    sx = torch.stft(x, n_fft=n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
+    bins = int(max_hz / sample_rate * n_fft) + 1
+    sy, sx = sy[:, :bins], sx[:, :bins]
+    cos = (sy * sx.conj()).real / (sy.abs() * sx.abs() + 1e-7)
+    weight = sx.abs()
+    return ((weight * (1 - cos)).sum((-2, -1)) / (weight.sum((-2, -1)) + 1e-7)).mean()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------------
@@ -308,6 +326,10 @@ def main(argv=None):
     ap.add_argument("--sisdr-weight", type=float, default=0.0,
                     help="weight of a negative SI-SDR (dB) term: spectral losses alone leave the decoder's phase free, "
                          "so its output need not line up with the input's waveform")
+    ap.add_argument("--phase-weight", type=float, default=0.0,
+                    help="weight of phase_loss (STFT 512, below --phase-max-hz): gives the phase a gradient that "
+                         "does not shrink the output's magnitude")
+    ap.add_argument("--phase-max-hz", type=float, default=4000.0)
     ap.add_argument("--normalized-vq-losses", action="store_true",
                     help="commitment/codebook losses between L2-normalised vectors (the lookup's space)")
     ap.add_argument("--revive-every", type=int, default=25, help="dead-code revival period in steps (0: off)")
@@ -402,9 +424,12 @@ def main(argv=None):
         ref = x[:, 0, : y.shape[-1]]
         l["sisdr"] = si_sdr(y, ref).mean()
         l["nmse"] = ((y - ref).pow(2).sum(-1) / (ref.pow(2).sum(-1) + 1e-8)).mean()
+        if args.phase_weight:
+            l["phase"] = phase_loss(y, ref, max_hz=args.phase_max_hz)
         total = (15.0 * l["mel"] + 1.0 * l["stft_sc"] + 1.0 * l["stft_logmag"] + 5.0 * l["wave_l1"]
                  + args.commitment * out["vq/commitment_loss"] + 1.0 * out["vq/codebook_loss"]
-                 - args.sisdr_weight * l["sisdr"] + args.nmse_weight * l["nmse"])
+                 - args.sisdr_weight * l["sisdr"] + args.nmse_weight * l["nmse"]
+                 + (args.phase_weight * l["phase"] if args.phase_weight else 0.0))
         opt.zero_grad(set_to_none=True)
         total.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1e3)

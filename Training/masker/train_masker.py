@@ -46,7 +46,7 @@ if str(TRAINING) not in sys.path:
 
 from codec.train_codec import SpectralLosses  # noqa: E402
 from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
-from masker.model import PROMPTS, LatentMasker, canonical, default_config, export  # noqa: E402
+from masker.model import PROMPTS, LatentMasker, canonical, default_config, export, load_exported  # noqa: E402
 from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, wait_for_index)
 
@@ -153,7 +153,12 @@ def main(argv=None):
     ap.add_argument("--log", type=Path, default=DEFAULT_LOG)
     ap.add_argument("--export", type=Path, default=DEFAULT_EXPORT)
     ap.add_argument("--resume", action="store_true", help="continue from runs/<run>/latest.pt")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start a new run from an exported masker's weights (fresh optimizer), e.g. to follow a "
+                         "codec that was trained further: the latents move a little, the task does not")
     args = ap.parse_args(argv)
+    if args.init_from and args.resume:
+        raise SystemExit("--init-from starts a new run; it cannot be combined with --resume")
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -193,6 +198,14 @@ def main(argv=None):
         print(f"resumed {latest_path} at step {state['step']}", flush=True)
     elif latest_path.exists():
         raise SystemExit(f"{latest_path} exists: pass --resume to continue or choose another --run")
+    if args.init_from:
+        if not args.init_from.is_file():
+            raise SystemExit(f"--init-from: {args.init_from} not found")
+        donor = load_exported(args.init_from)
+        if {k: v for k, v in donor.config.items() if k != "codec"} != {k: v for k, v in config.items() if k != "codec"}:
+            raise SystemExit(f"--init-from: {args.init_from} has another shape than this run ({donor.config})")
+        model.load_state_dict(donor.state_dict())
+        print(f"initialised from {args.init_from} (trained on codec {donor.config['codec']})", flush=True)
 
     if not args.synthetic:
         args.index = args.index or wait_for_index(args.wait_data)

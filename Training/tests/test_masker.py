@@ -132,3 +132,33 @@ def test_replay_steps_reuse_encoded_batches(tmp_path):
     finally:
         import shutil
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
+
+
+def test_init_from_copies_weights_and_takes_the_new_codec(tmp_path):
+    """--init-from: the new run starts from the donor's weights (step 0 exports them unchanged) under the run's codec;
+    a donor of another shape is refused with one line."""
+    import torch
+
+    from masker.codec_tools import TINY_DAC
+
+    donor = LatentMasker(default_config(TINY_DAC["latent_dim"], "some-older-codec", "0" * 64, d_model=32, heads=2, ffn=64))
+    export(donor, tmp_path / "donor.safetensors")
+    run = "pytest-init-from"
+    common = [sys.executable, str(REPO / "Training/masker/train_masker.py"), "--run", run, "--synthetic",
+              "--random-codec", "--max-steps", "0", "--val-items", "2", "--val-every-sec", "0", "--no-decode-val",
+              "--heads", "2", "--ffn", "64", "--seconds", "1", "--log", str(tmp_path / "log.csv"),
+              "--export", str(tmp_path / "m.safetensors"), "--init-from", str(tmp_path / "donor.safetensors")]
+    try:
+        r = subprocess.run(common + ["--d-model", "32"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        got = load_exported(tmp_path / "m.safetensors")
+        assert got.config["codec"]["name"] == "dac-16k-random-codec"
+        for name, value in donor.state_dict().items():
+            assert torch.equal(got.state_dict()[name], value), name
+        import shutil
+        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
+        r = subprocess.run(common + ["--d-model", "64"], capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "has another shape" in r.stderr, r.stdout + r.stderr
+    finally:
+        import shutil
+        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
