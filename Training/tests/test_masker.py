@@ -137,6 +137,8 @@ def test_replay_steps_reuse_encoded_batches(tmp_path):
 def test_init_from_copies_weights_and_takes_the_new_codec(tmp_path):
     """--init-from: the new run starts from the donor's weights (step 0 exports them unchanged) under the run's codec;
     a donor of another shape is refused with one line."""
+    import shutil
+
     import torch
 
     from masker.codec_tools import TINY_DAC
@@ -155,10 +157,8 @@ def test_init_from_copies_weights_and_takes_the_new_codec(tmp_path):
         assert got.config["codec"]["name"] == "dac-16k-random-codec"
         for name, value in donor.state_dict().items():
             assert torch.equal(got.state_dict()[name], value), name
-        import shutil
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
         r = subprocess.run(common + ["--d-model", "64"], capture_output=True, text=True, timeout=600)
         assert r.returncode != 0 and "has another shape" in r.stderr, r.stdout + r.stderr
     finally:
-        import shutil
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
