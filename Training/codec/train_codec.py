@@ -151,10 +151,18 @@ def mel_filterbank(sr, n_fft, n_mels, fmin=0.0, fmax=None):
     return torch.tensor(fb, dtype=torch.float32)
 
 
+PHASE_N_FFT = 512  # the phase term's transform; one of SpectralLosses' STFT sizes, so training shares it
+
+
+def _stft(x, w, window):
+    return torch.stft(x, n_fft=w, hop_length=w // 4, window=window, return_complex=True)
+
+
 class SpectralLosses(torch.nn.Module):
     def __init__(self, sr, mel_windows=(32, 64, 128, 256, 512, 1024, 2048), mel_bins=(5, 10, 20, 40, 80, 160, 320),
                  stft_windows=(2048, 512, 128)):
         super().__init__()
+        self.sr = sr
         self.mel_cfg = []
         for i, (w, nm) in enumerate(zip(mel_windows, mel_bins)):
             self.register_buffer(f"fb{i}", mel_filterbank(sr, w, nm), persistent=False)
@@ -166,10 +174,11 @@ class SpectralLosses(torch.nn.Module):
 
     @staticmethod
     def _mag(x, w, window):
-        return torch.stft(x, n_fft=w, hop_length=w // 4, window=window, return_complex=True).abs()
+        return _stft(x, w, window).abs()
 
-    def forward(self, y, x):
-        """y estimate, x reference: (B, L). Returns dict of losses."""
+    def forward(self, y, x, phase_max_hz=None):
+        """y estimate, x reference: (B, L). Returns dict of losses; with phase_max_hz also "phase" (see phase_loss),
+        taken from the 512-point STFT this already computes so the phase term costs no extra transform."""
         mel = 0.0
         for i, w in enumerate(self.mel_cfg):
             fb, win = getattr(self, f"fb{i}"), getattr(self, f"win{i}")
@@ -177,27 +186,42 @@ class SpectralLosses(torch.nn.Module):
             mx = fb @ self._mag(x, w, win)
             mel = mel + (my.clamp_min(1e-5).log10() - mx.clamp_min(1e-5).log10()).abs().mean()
         sc, logmag = 0.0, 0.0
+        out = {}
         for w in self.stft_cfg:
             win = getattr(self, f"swin{w}")
-            sy, sx = self._mag(y, w, win), self._mag(x, w, win)
+            cy, cx = _stft(y, w, win), _stft(x, w, win)
+            sy, sx = cy.abs(), cx.abs()
             sc = sc + (sx - sy).norm() / sx.norm().clamp_min(1e-7)
             logmag = logmag + (sy.clamp_min(1e-5).log() - sx.clamp_min(1e-5).log()).abs().mean()
+            if phase_max_hz is not None and w == PHASE_N_FFT:
+                out["phase"] = _phase_error(cy, cx, _bins_below(phase_max_hz, self.sr, w))
+        if phase_max_hz is not None and "phase" not in out:
+            win = torch.hann_window(PHASE_N_FFT, device=y.device)
+            out["phase"] = _phase_error(_stft(y, PHASE_N_FFT, win), _stft(x, PHASE_N_FFT, win),
+                                        _bins_below(phase_max_hz, self.sr, PHASE_N_FFT))
         n = len(self.stft_cfg)
-        return {"mel": mel, "stft_sc": sc / n, "stft_logmag": logmag / n, "wave_l1": (y - x).abs().mean()}
+        out.update({"mel": mel, "stft_sc": sc / n, "stft_logmag": logmag / n, "wave_l1": (y - x).abs().mean()})
+        return out
 
 
-def phase_loss(y, x, n_fft=512, max_hz=4000.0, sample_rate=16000):
+def phase_loss(y, x, n_fft=PHASE_N_FFT, max_hz=4000.0, sample_rate=16000):
     """Magnitude-weighted phase error of y against x below max_hz, in [0, 2]: 0 = same phase, ~1 = unrelated.
 
     Why: the waveform terms (L1, NMSE) are dominated by the loudest, lowest partials, and where the phase is wrong their
     cheapest descent is to shrink the output, which the mel loss then fights. This term sees only the angle between
     the two STFT bins (it is unchanged when y is scaled), weighted by the reference's magnitude so silent bins do not
-    count, and normalised per item so quiet segments weigh as much as loud ones.
+    count, and normalised per item so quiet segments weigh as much as loud ones. Training takes the same figure from
+    SpectralLosses(phase_max_hz=...), which reuses its own 512-point STFT.
     """
     window = torch.hann_window(n_fft, device=y.device)
-    sy = torch.stft(y, n_fft=n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
-    sx = torch.stft(x, n_fft=n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
-    bins = int(max_hz / sample_rate * n_fft) + 1
+    return _phase_error(_stft(y, n_fft, window), _stft(x, n_fft, window), _bins_below(max_hz, sample_rate, n_fft))
+
+
+def _bins_below(max_hz, sample_rate, n_fft):
+    return int(max_hz / sample_rate * n_fft) + 1
+
+
+def _phase_error(sy, sx, bins):
     sy, sx = sy[:, :bins], sx[:, :bins]
     cos = (sy * sx.conj()).real / (sy.abs() * sx.abs() + 1e-7)
     weight = sx.abs()
@@ -420,12 +444,10 @@ def main(argv=None):
         x = torch.stack([data.get(step * args.batch + j) for j in range(args.batch)])[:, None]  # (B, 1, L)
         out = model(x)
         y = out["audio"][:, 0]
-        l = losses(y, x[:, 0, : y.shape[-1]])  # the stride-5 decoder yields 320*T - 8 samples
-        ref = x[:, 0, : y.shape[-1]]
+        ref = x[:, 0, : y.shape[-1]]  # the stride-5 decoder yields 320*T - 8 samples
+        l = losses(y, ref, phase_max_hz=args.phase_max_hz if args.phase_weight else None)
         l["sisdr"] = si_sdr(y, ref).mean()
         l["nmse"] = ((y - ref).pow(2).sum(-1) / (ref.pow(2).sum(-1) + 1e-8)).mean()
-        if args.phase_weight:
-            l["phase"] = phase_loss(y, ref, max_hz=args.phase_max_hz)
         total = (15.0 * l["mel"] + 1.0 * l["stft_sc"] + 1.0 * l["stft_logmag"] + 5.0 * l["wave_l1"]
                  + args.commitment * out["vq/commitment_loss"] + 1.0 * out["vq/codebook_loss"]
                  - args.sisdr_weight * l["sisdr"] + args.nmse_weight * l["nmse"]

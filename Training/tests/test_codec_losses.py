@@ -42,3 +42,17 @@ def test_ignores_energy_above_the_cut_off():
     t = torch.arange(16000) / 16000
     high = torch.sin(2 * torch.pi * 6000 * t)[None]
     assert float(phase_loss(x + high, x + torch.roll(high, 3, dims=-1), max_hz=4000)) < 0.01
+
+
+def test_training_takes_the_same_figure_from_the_shared_stft():
+    from codec.train_codec import SpectralLosses
+
+    x, g = _signals()
+    y = torch.roll(x, 5, dims=-1) + 0.1 * torch.randn(1, 16000, generator=g)
+    losses = SpectralLosses(16000)
+    shared = losses(y, x, phase_max_hz=3000.0)["phase"]
+    assert abs(float(shared) - float(phase_loss(y, x, max_hz=3000.0))) < 1e-6
+    assert "phase" not in losses(y, x)
+    # without a 512-point STFT of its own, the loss module computes one rather than skipping the term
+    other = SpectralLosses(16000, stft_windows=(256,))(y, x, phase_max_hz=3000.0)["phase"]
+    assert abs(float(other) - float(shared)) < 1e-6
