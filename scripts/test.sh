@@ -6,8 +6,22 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh || exit 1
 swift build -c release -Xswiftc -enable-testing --build-tests || exit 1
 mkdir -p .build
-swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing 2>&1 | tee .build/swift-test.log
-swift_status=${PIPESTATUS[0]}
+# A watchdog: the suite takes ~3 min here, and one run (session 14) hung in a loopback server test; a hang must end
+# as a reported, retried event, not eat CI's whole budget. The retry's result is the one counted, and the hang is
+# printed so it is not hidden.
+run_swift_tests() {
+  timeout --kill-after=30 1800 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing 2>&1 \
+    | tee .build/swift-test.log
+  return "${PIPESTATUS[0]}"
+}
+run_swift_tests
+swift_status=$?
+if [ "$swift_status" -eq 124 ] || [ "$swift_status" -eq 137 ]; then
+  echo "WARNING: swift test did not finish within 30 min (hang); its log is .build/swift-test-hung.log; running it once more"
+  mv .build/swift-test.log .build/swift-test-hung.log
+  run_swift_tests
+  swift_status=$?
+fi
 # XCTest writes "with N failures" or, when tests were skipped, "with K tests skipped and N failures".
 summary=$(grep -E "Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?" .build/swift-test.log | tail -1)
 swift_total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')

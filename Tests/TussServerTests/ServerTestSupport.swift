@@ -135,11 +135,42 @@ struct Conversation: Sendable {
     var closeCode: Int?
 }
 
+/// What a conversation has seen so far, shared with the timer that may give up on it.
+final class ConversationLog: Sendable {
+    let value = Mutex(Conversation())
+}
+
+/// A conversation that did not end within its time limit; names what it had seen so a hang reads as a failure.
+struct ConversationTimedOut: Error, CustomStringConvertible {
+    var seconds: Double
+    var seen: Conversation
+    var description: String { "no close within \(seconds) s; texts so far: \(seen.texts)" }
+}
+
 /// Opens `/v1/stream`, sends `messages` in order (then, after `linger` seconds, `later`), and collects everything
-/// the server answers until it closes.
+/// the server answers until it closes. Gives up after `timeout` seconds: a connection the server dropped without a
+/// close frame must fail the test, not hang the suite.
 func converse(_ port: Int, _ messages: [StreamReply], linger: Double = 0, later: [StreamReply] = [],
-              closeAfterSending: Bool = false) async throws -> Conversation {
-    let seen = Mutex(Conversation())
+              closeAfterSending: Bool = false, timeout: Double = 30) async throws -> Conversation {
+    let seen = ConversationLog()
+    return try await withThrowingTaskGroup(of: Conversation?.self) { group in
+        group.addTask {
+            try await _converse(port, messages, linger: linger, later: later, closeAfterSending: closeAfterSending, seen: seen)
+        }
+        group.addTask {
+            try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let result = first else {
+            throw ConversationTimedOut(seconds: timeout, seen: seen.value.withLock { $0 })
+        }
+        return result
+    }
+}
+
+private func _converse(_ port: Int, _ messages: [StreamReply], linger: Double, later: [StreamReply],
+                       closeAfterSending: Bool, seen: ConversationLog) async throws -> Conversation {
     let close = try await WebSocketClient.connect(
         url: "ws://127.0.0.1:\(port)/v1/stream", configuration: .init(maxFrameSize: 1 << 22), logger: .init(label: "test")
     ) { inbound, outbound, _ in
@@ -160,12 +191,12 @@ func converse(_ port: Int, _ messages: [StreamReply], linger: Double = 0, later:
         if closeAfterSending { return }
         for try await message in inbound.messages(maxSize: 1 << 26) {
             switch message {
-            case .text(let text): seen.withLock { $0.texts.append(text) }
-            case .binary(var buffer): seen.withLock { $0.binaries.append(Data(buffer.readBytes(length: buffer.readableBytes) ?? [])) }
+            case .text(let text): seen.value.withLock { $0.texts.append(text) }
+            case .binary(var buffer): seen.value.withLock { $0.binaries.append(Data(buffer.readBytes(length: buffer.readableBytes) ?? [])) }
             }
         }
     }
-    var result = seen.withLock { $0 }
+    var result = seen.value.withLock { $0 }
     if let close { result.closeCode = Int(UInt16(webSocketErrorCode: close.closeCode)) }
     return result
 }
