@@ -10,7 +10,8 @@ mkdir -p .build
 # as a reported, retried event, not eat CI's whole budget. The retry's result is the one counted, and the hang is
 # printed so it is not hidden.
 run_swift_tests() {
-  timeout --kill-after=30 1800 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing 2>&1 \
+  # stdbuf: XCTest block-buffers into a pipe, so a hang would otherwise leave no trace of which test was running.
+  timeout --kill-after=30 1800 stdbuf -oL -eL swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing 2>&1 \
     | tee .build/swift-test.log
   return "${PIPESTATUS[0]}"
 }
