@@ -196,9 +196,7 @@ class SpectralLosses(torch.nn.Module):
             if phase_max_hz is not None and w == PHASE_N_FFT:
                 out["phase"] = _phase_error(cy, cx, _bins_below(phase_max_hz, self.sr, w))
         if phase_max_hz is not None and "phase" not in out:
-            win = torch.hann_window(PHASE_N_FFT, device=y.device)
-            out["phase"] = _phase_error(_stft(y, PHASE_N_FFT, win), _stft(x, PHASE_N_FFT, win),
-                                        _bins_below(phase_max_hz, self.sr, PHASE_N_FFT))
+            out["phase"] = phase_loss(y, x, max_hz=phase_max_hz, sample_rate=self.sr)
         n = len(self.stft_cfg)
         out.update({"mel": mel, "stft_sc": sc / n, "stft_logmag": logmag / n, "wave_l1": (y - x).abs().mean()})
         return out
