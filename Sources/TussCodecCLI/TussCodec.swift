@@ -475,7 +475,10 @@ struct Eval: ParsableCommand {
     @Option(help: "The manifest: a JSON array of {task, item, mixture, prompts, references}, paths relative to it.")
     var manifest: String
 
-    @Option(help: "Separation path: spectral, codec (encode, mask the codes, decode), or both (SI-SDRi side by side).")
+    @Option(help: """
+        Separation path: spectral, codec (encode, mask the codes, decode), both (SI-SDRi side by side), or \
+        codec-oracle (each reference through the codec alone: the codec path's ceiling, masker not run).
+        """)
     var path: String = "spectral"
 
     @Option(help: "TUSS model (default: the embedded model).")
@@ -500,8 +503,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try compute.apply()
-            guard ["spectral", "codec", "both"].contains(path) else {
-                throw CLIError("unknown --path '\(path)'; use spectral, codec or both")
+            guard ["spectral", "codec", "both", "codec-oracle"].contains(path) else {
+                throw CLIError("unknown --path '\(path)'; use spectral, codec, both or codec-oracle")
             }
             let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
             let progress: (Int, Int) -> Void = { done, total in
@@ -516,14 +519,16 @@ struct Eval: ParsableCommand {
                 codecSeparator = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: codecPath.codebooks)
             }
             var spectralScores: [EvaluationScore] = [], codecScores: [EvaluationScore] = []
-            if path != "codec" {
+            if path == "spectral" || path == "both" {
                 let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
                 let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
                                                       options: SeparationOptions(chunkSeconds: chunk, quiet: true))
                 spectralScores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected, progress: progress)
             }
             if let codecSeparator {
-                codecScores = try Evaluation.run(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
+                codecScores = path == "codec-oracle"
+                    ? try Evaluation.runCodecOracle(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
+                    : try Evaluation.run(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
             }
             let scores = spectralScores + codecScores
             if path == "both" {

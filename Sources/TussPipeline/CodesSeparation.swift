@@ -228,4 +228,20 @@ public struct CodecPathSeparator: Sendable {
         }
         return out
     }
+
+    /// `[channels][samples]` at `sampleRate` encoded and decoded by the codec alone, at the same length: what a
+    /// perfect masker's output decodes to when the input is a clean source, so the ceiling of the codec path.
+    public func roundTrip(_ planar: [[Float]], sampleRate: Int) throws(PipelineError) -> [[Float]] {
+        let rate = codec.codec.config.sampleRate
+        do {
+            return try planar.map { channel in
+                let x = sampleRate == rate ? channel : try Resampler.resample([channel], from: sampleRate, to: rate)[0]
+                let y = fitLength(codec.codec.decode(codec.codec.encode(x, codebooks: codebooks)), x.count)
+                let back = sampleRate == rate ? y : try Resampler.resample([y], from: rate, to: sampleRate)[0]
+                return fitLength(back, channel.count)
+            }
+        } catch {
+            throw pipelineError(error)
+        }
+    }
 }

@@ -116,10 +116,29 @@ public enum Evaluation {
         }
     }
 
+    /// Scores the codec path's ceiling: every reference sent through the codec alone stands in for the estimate,
+    /// which is what a perfect latent masker would decode to. The masker is not run; scores are tagged
+    /// `codec-oracle`. Separation scores of the codec path are bounded by these, so they tell the masker's share of
+    /// the error from the codec's.
+    public static func runCodecOracle(manifest path: String, separator: CodecPathSeparator, tasks: Set<String>?,
+                                      progress: ((Int, Int) -> Void)? = nil) throws(PipelineError) -> [EvaluationScore] {
+        try runWithReferences(manifest: path, label: "codec-oracle", tasks: tasks, progress: progress) { (_, rate, _, references) throws(PipelineError) in
+            try references.map { reference throws(PipelineError) in try separator.roundTrip(reference, sampleRate: rate) }
+        }
+    }
+
     /// Separates every item with `separate` (`[channels][samples]`, rate, prompts → `[prompt][channel][samples]`)
     /// and scores the outputs, tagging each score with `label`.
     static func run(manifest path: String, label: String, tasks: Set<String>?, progress: ((Int, Int) -> Void)?,
                     separate: ([[Float]], Int, [Prompt]) throws(PipelineError) -> [[[Float]]]) throws(PipelineError) -> [EvaluationScore] {
+        try runWithReferences(manifest: path, label: label, tasks: tasks, progress: progress) { (x, rate, prompts, _) throws(PipelineError) in
+            try separate(x, rate, prompts)
+        }
+    }
+
+    /// The same, with the item's references (`[prompt][channel][samples]`) also handed to `separate`, for oracles.
+    static func runWithReferences(manifest path: String, label: String, tasks: Set<String>?, progress: ((Int, Int) -> Void)?,
+                    separate: ([[Float]], Int, [Prompt], [[[Float]]]) throws(PipelineError) -> [[[Float]]]) throws(PipelineError) -> [EvaluationScore] {
         let items = try loadManifest(path).filter { tasks?.contains($0.task) ?? true }
         guard !items.isEmpty else { throw .badInput("\(path): no items\(tasks.map { " for tasks \($0.sorted().joined(separator: ","))" } ?? "")") }
         let base = (path as NSString).deletingLastPathComponent
@@ -133,7 +152,7 @@ public enum Evaluation {
                 let prompts = try item.prompts.map { try Prompt(parsing: $0) }
                 let (mixture, rate) = try readAudio(resolve(item.mixture), rate: nil)
                 let references = try item.references.map { try readAudio(resolve($0), rate: rate).planar.map { fitLength($0, mixture[0].count) } }
-                let estimates = try separate(mixture, rate, prompts)
+                let estimates = try separate(mixture, rate, prompts, references)
                 var normalized = item
                 normalized.prompts = prompts.map(\.name)
                 scores += score(item: normalized, mixture: mixture, estimates: estimates, references: references,

@@ -191,7 +191,7 @@ final class CodecSeparationCLITests: XCTestCase {
         try fails(["separate", mixture, "--codes", codes, "--prompts", "speech"], "give an input audio file or --codes FILE, not both")
         try fails(["separate", "--prompts", "speech"], "give an input audio file, or --codes FILE to separate a codes file")
         try fails(["separate", mixture, "--path", "latent", "--prompts", "speech"], "unknown --path 'latent'; use spectral or codec")
-        try fails(["eval", "--manifest", path("m.json"), "--path", "latent"], "unknown --path 'latent'; use spectral, codec or both")
+        try fails(["eval", "--manifest", path("m.json"), "--path", "latent"], "unknown --path 'latent'; use spectral, codec, both or codec-oracle")
     }
 
     func testEvalOnTheCodecPathNextToTheSpectralPath() throws {
@@ -210,6 +210,28 @@ final class CodecSeparationCLITests: XCTestCase {
         let codecOnly = try runTool(["eval", "--manifest", manifest, "--path", "codec", "--codec", codec, "--masker", masker, "--quiet"])
         XCTAssertEqual(codecOnly.status, 0, codecOnly.err)
         XCTAssertTrue(codecOnly.out.contains("se     sfx-mix"), codecOnly.out)
+    }
+
+    func testCodecOracleScoresEachReferenceThroughTheCodecAlone() throws {
+        let manifest = try writeTinyManifest(in: dir, seconds: 0.8)
+        let json = path("oracle.json")
+        let r = try runTool(["eval", "--manifest", manifest, "--path", "codec-oracle", "--codec", codec, "--masker", masker,
+                             "--json", json, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let scores = try JSONDecoder().decode([EvaluationScore].self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+        XCTAssertEqual(scores.map(\.path), Array(repeating: "codec-oracle", count: 4))
+        // Recompute item 0 (mono, 16 kHz: no resampling) by hand: the estimate is the reference's codec round trip.
+        let separator = try CodecPathSeparator(codec: try CodecHandle.open(codec), masker: try MaskerHandle.open(masker))
+        let base = (manifest as NSString).deletingLastPathComponent
+        for (i, name) in ["speech", "sfx-mix"].enumerated() {
+            let reference = try AudioFileReader(path: base + "/se/0/\(name).wav").readAll()
+            let decoded = try separator.roundTrip(reference, sampleRate: 16000)
+            XCTAssertEqual(decoded[0].count, reference[0].count, "round trip keeps the length")
+            let expected = try XCTUnwrap(SeparationMetrics.siSDR(estimate: decoded[0], reference: reference[0]))
+            let score = try XCTUnwrap(scores.first { $0.item == "0" && $0.prompt == name })
+            XCTAssertEqual(score.output, i, "oracle outputs are already in reference order")
+            XCTAssertEqual(try XCTUnwrap(score.si_sdr), expected, accuracy: 1e-9)
+        }
     }
 
     func testBenchMasker() throws {

@@ -173,6 +173,30 @@ class LatentMasker(nn.Module):
         return latent[:, None] * self.masks(latent, prompts, start)
 
 
+def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
+    """Loads a donor with the same widths but no more joint or FiLM layers than `model` so that `model` computes
+    exactly the donor's function: the donor's layers fill the first slots of each stack, and every extra layer is made
+    an identity (attention and FFN output projections zero, so both residual branches add nothing; its FiLM linear
+    zero, so gamma = beta = 0). Training then grows the extra layers from there instead of from random weights.
+    Returns the names of the parameters the donor did not provide. Raises ValueError on any other shape mismatch."""
+    same = ("latent_dim", "d_model", "heads", "ffn", "window", "prompts", "max_prompts")
+    if any(model.config[k] != donor.config[k] for k in same):
+        raise ValueError("the donor differs in " + ", ".join(k for k in same if model.config[k] != donor.config[k]))
+    for key in ("joint_layers", "film_layers"):
+        if donor.config[key] > model.config[key]:
+            raise ValueError(f"the donor has {donor.config[key]} {key}, more than this model's {model.config[key]}")
+    state = model.state_dict()
+    donated = donor.state_dict()
+    for name, value in donated.items():
+        state[name] = value.clone()
+    fresh = sorted(set(state) - set(donated))
+    for name in fresh:
+        if name.endswith(("attn.out.weight", "attn.out.bias", "ffn.out.weight", "ffn.out.bias")) or name.startswith("film."):
+            state[name] = torch.zeros_like(state[name])
+    model.load_state_dict(state, strict=True)
+    return fresh
+
+
 def export(model: LatentMasker, path, extra: dict | None = None):
     """Writes the one-file masker read by the Swift engine (float32 tensors, config JSON in the metadata)."""
     from safetensors.torch import save_file

@@ -46,7 +46,7 @@ if str(TRAINING) not in sys.path:
 
 from codec.train_codec import SpectralLosses  # noqa: E402
 from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
-from masker.model import PROMPTS, LatentMasker, canonical, default_config, export, load_exported  # noqa: E402
+from masker.model import PROMPTS, LatentMasker, canonical, default_config, export, grow_from, load_exported  # noqa: E402
 from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, wait_for_index)
 
@@ -155,7 +155,8 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true", help="continue from runs/<run>/latest.pt")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="start a new run from an exported masker's weights (fresh optimizer), e.g. to follow a "
-                         "codec that was trained further: the latents move a little, the task does not")
+                         "codec that was trained further: the latents move a little, the task does not. The donor may "
+                         "have fewer --joint-layers/--film-layers than this run: the extra layers start as identities")
     args = ap.parse_args(argv)
     if args.init_from and args.resume:
         raise SystemExit("--init-from starts a new run; it cannot be combined with --resume")
@@ -202,10 +203,13 @@ def main(argv=None):
         if not args.init_from.is_file():
             raise SystemExit(f"--init-from: {args.init_from} not found")
         donor = load_exported(args.init_from)
-        if {k: v for k, v in donor.config.items() if k != "codec"} != {k: v for k, v in config.items() if k != "codec"}:
-            raise SystemExit(f"--init-from: {args.init_from} has another shape than this run ({donor.config})")
-        model.load_state_dict(donor.state_dict())
-        print(f"initialised from {args.init_from} (trained on codec {donor.config['codec']})", flush=True)
+        try:
+            fresh = grow_from(model, donor)
+        except ValueError as e:
+            raise SystemExit(f"--init-from: {args.init_from} has another shape than this run: {e}")
+        grown = f"; grown to {config['joint_layers']} joint + {config['film_layers']} FiLM layers, the new ones " \
+                f"starting as identities ({len(fresh)} new tensors)" if fresh else ""
+        print(f"initialised from {args.init_from} (trained on codec {donor.config['codec']}){grown}", flush=True)
 
     if not args.synthetic:
         args.index = args.index or wait_for_index(args.wait_data)

@@ -162,3 +162,33 @@ def test_init_from_copies_weights_and_takes_the_new_codec(tmp_path):
         assert r.returncode != 0 and "has another shape" in r.stderr, r.stdout + r.stderr
     finally:
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
+
+
+def test_growing_a_masker_keeps_its_function_then_trains_the_new_layers():
+    """grow_from: a 2 + 2 layer donor loaded into a 3 + 4 layer model gives the same masks (the new layers are
+    identities), the new layers still get gradients, and a donor that is wider or deeper is refused."""
+    import pytest
+    import torch
+
+    from masker.model import grow_from
+
+    torch.manual_seed(3)
+    small = default_config(8, "c", "0" * 64, d_model=32, heads=2, ffn=64)
+    donor = LatentMasker(small)
+    for p in donor.parameters():                      # not the identity-ish initial FiLM: every weight matters
+        torch.nn.init.normal_(p, std=0.1)
+    big = LatentMasker(dict(small, joint_layers=3, film_layers=4))
+    fresh = grow_from(big, donor)
+    assert any(n.startswith("joint.2.") for n in fresh) and any(n.startswith("film_stage.3.") for n in fresh)
+    z = torch.randn(2, 8, 20)
+    prompts = [["speech", "speech", "sfx"], ["drums", "bass", "other"]]
+    with torch.no_grad():
+        want, got = donor(z, prompts), big(z, prompts)
+    assert torch.allclose(got, want, rtol=0, atol=1e-6), float((got - want).abs().max())
+    big(z, prompts).pow(2).mean().backward()
+    assert float(big.joint[2].attn.out.weight.grad.abs().sum()) > 0
+    assert float(big.film_stage[3].ffn["out"].weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="more than this model"):
+        grow_from(LatentMasker(small), big)
+    with pytest.raises(ValueError, match="d_model"):
+        grow_from(LatentMasker(dict(small, d_model=64)), donor)
