@@ -3,7 +3,7 @@ import Foundation
 import TussPipeline
 
 /// `tuss-codec eval-codec`: the neural codec next to Opus at equal bitrates, on the evaluation set's clean sources.
-struct EvalCodec: ParsableCommand {
+struct EvalCodec: ComputeCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval-codec",
         abstract: "Code every clean reference of a manifest with the neural codec and with Opus; score SI-SDR and mel distance.",
@@ -39,31 +39,28 @@ struct EvalCodec: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        try reportingErrors {
-            try compute.apply()
-            let rates = try bitrates.split(separator: ",").map { text -> Double in
-                guard let v = Double(text.trimmingCharacters(in: .whitespaces)), v > 0 else {
-                    throw CLIError("--bitrates must be positive numbers of kbps separated by commas, got '\(bitrates)'")
-                }
-                return v
+    func execute() throws {
+        let rates = try bitrates.split(separator: ",").map { text -> Double in
+            guard let v = Double(text.trimmingCharacters(in: .whitespaces)), v > 0 else {
+                throw CLIError("--bitrates must be positive numbers of kbps separated by commas, got '\(bitrates)'")
             }
-            if noOpus && noNeural { throw CLIError("--no-opus and --no-neural leave nothing to evaluate") }
-            let handle = noNeural ? nil : try openCodec(codec)
-            let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
-            let scores = try CodecEvaluation.run(manifest: manifest, codec: handle, bitrates: rates, opus: !noOpus,
-                                                 tasks: selected) { done, total in
-                if !quiet && isatty(STDERR_FILENO) == 1 {
-                    FileHandle.standardError.write(Data("\rcoding \(done)/\(total)".utf8))
-                    if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
-                }
+            return v
+        }
+        if noOpus && noNeural { throw CLIError("--no-opus and --no-neural leave nothing to evaluate") }
+        let handle = noNeural ? nil : try openCodec(codec)
+        let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
+        let scores = try CodecEvaluation.run(manifest: manifest, codec: handle, bitrates: rates, opus: !noOpus,
+                                             tasks: selected) { done, total in
+            if !quiet && isatty(STDERR_FILENO) == 1 {
+                FileHandle.standardError.write(Data("\rcoding \(done)/\(total)".utf8))
+                if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
             }
-            print(CodecEvaluation.table(scores))
-            if let json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                try encoder.encode(scores).write(to: URL(fileURLWithPath: json), options: .atomic)
-            }
+        }
+        print(CodecEvaluation.table(scores))
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(scores).write(to: URL(fileURLWithPath: json), options: .atomic)
         }
     }
 }

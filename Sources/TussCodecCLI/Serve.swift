@@ -21,7 +21,7 @@ final class ErrorBox: @unchecked Sendable {
     var error: Error?
 }
 
-struct Serve: ParsableCommand {
+struct Serve: ComputeCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the separation server: POST /v1/separate, WebSocket /v1/stream, /healthz, /metrics.",
         discussion: "Models are loaded once at start. SIGTERM drains open streams, then stops. Protocol: docs/protocol.md.")
@@ -61,27 +61,24 @@ struct Serve: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        try reportingErrors {
-            try compute.apply()
-            let limits = ServerLimits(maxBodyBytes: Int(maxBody * 1024 * 1024), maxPrompts: maxPrompts, maxStreams: maxStreams,
-                                      idleSeconds: idleTimeout)
-            try limits.validate()
-            let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
-            let spectral = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
-                                                 options: SeparationOptions(quiet: true))
-            let codecHandle = try codec.map { try CodecHandle.open($0) }
-                ?? (try? CodecHandle.open(DefaultModels.path(DefaultModels.codec, what: "codec")))
-            if codecHandle == nil { printError("warning: no codec loaded (pass --codec): only the spectral path is served") }
-            let maskerHandle = try openMasker(masker, codec: codecHandle)
-            if maskerHandle == nil, codecHandle != nil { printError("warning: no masker loaded (pass --masker): codes cannot be separated") }
-            let engine = try SeparationEngine(spectral: spectral, codec: codecHandle, masker: maskerHandle)
-            let server = try SeparationServer(engine: engine, limits: limits, drainSeconds: drainTimeout)
-            let host = self.host, port = self.port, verbose = self.verbose
-            try runBlocking {
-                try await server.run(host: host, port: port, verbose: verbose) { bound in
-                    FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
-                }
+    func execute() throws {
+        let limits = ServerLimits(maxBodyBytes: Int(maxBody * 1024 * 1024), maxPrompts: maxPrompts, maxStreams: maxStreams,
+                                  idleSeconds: idleTimeout)
+        try limits.validate()
+        let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
+        let spectral = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
+                                             options: SeparationOptions(quiet: true))
+        let codecHandle = try codec.map { try CodecHandle.open($0) }
+            ?? (try? CodecHandle.open(DefaultModels.path(DefaultModels.codec, what: "codec")))
+        if codecHandle == nil { printError("warning: no codec loaded (pass --codec): only the spectral path is served") }
+        let maskerHandle = try openMasker(masker, codec: codecHandle)
+        if maskerHandle == nil, codecHandle != nil { printError("warning: no masker loaded (pass --masker): codes cannot be separated") }
+        let engine = try SeparationEngine(spectral: spectral, codec: codecHandle, masker: maskerHandle)
+        let server = try SeparationServer(engine: engine, limits: limits, drainSeconds: drainTimeout)
+        let host = self.host, port = self.port, verbose = self.verbose
+        try runBlocking {
+            try await server.run(host: host, port: port, verbose: verbose) { bound in
+                FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
             }
         }
     }

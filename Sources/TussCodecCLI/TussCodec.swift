@@ -30,6 +30,26 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
+/// A subcommand that runs on our kernels.
+///
+/// Its `run()` applies `--threads` and turns any error into the one-line message and non-zero exit every command
+/// promises, so a command only writes `execute()`.
+protocol ComputeCommand: ParsableCommand {
+    var compute: ComputeOptions { get }
+
+    /// The command's work, after `--threads` has been applied.
+    func execute() throws
+}
+
+extension ComputeCommand {
+    func run() throws {
+        try reportingErrors {
+            try compute.apply()
+            try execute()
+        }
+    }
+}
+
 /// Options of the codec path (`separate --codes`, `separate --path codec`, `eval --path codec|both`).
 struct CodecPathOptions: ParsableArguments {
     @Option(help: "Codec weights for the codec path (default: the embedded codec); must be the codec that made the codes.")
@@ -73,7 +93,7 @@ func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
-struct Separate: ParsableCommand {
+struct Separate: ComputeCommand {
     static let configuration = CommandConfiguration(
         abstract: "Separate an audio file (or a codes file) into one file per prompt.",
         discussion: """
@@ -122,33 +142,30 @@ struct Separate: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        try reportingErrors {
-            try compute.apply()
-            let list = try Prompt.parseList(prompts)
-            if let codes {
-                guard input == nil else { throw CLIError("give an input audio file or --codes FILE, not both") }
-                try separateCodes(codes, list)
-                return
-            }
-            guard let input else { throw CLIError("give an input audio file, or --codes FILE to separate a codes file") }
-            guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
-            if decode { throw CLIError("--decode applies to --codes input; audio input is always written as audio") }
-            let stem = ((input as NSString).lastPathComponent as NSString).deletingPathExtension
-            let dir = output ?? stem
-            switch path {
-            case "spectral":
-                try separateSpectral(input, list, dir)
-            case "codec":
-                let (codecHandle, maskerHandle) = try codecPath.open()
-                for w in Prompt.warnings(for: list) { printError(w) }
-                let r = try CodesSeparation.separateAudioFile(input: input, outputDirectory: dir, prompts: list, codec: codecHandle,
-                                                              masker: maskerHandle, codebooks: codecPath.codebooks, float32: float32)
-                report(r)
-                try writePlot(dir, mixture: input, outputs: r.audio, prompts: list)
-            default:
-                throw CLIError("unknown --path '\(path)'; use spectral or codec")
-            }
+    func execute() throws {
+        let list = try Prompt.parseList(prompts)
+        if let codes {
+            guard input == nil else { throw CLIError("give an input audio file or --codes FILE, not both") }
+            try separateCodes(codes, list)
+            return
+        }
+        guard let input else { throw CLIError("give an input audio file, or --codes FILE to separate a codes file") }
+        guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
+        if decode { throw CLIError("--decode applies to --codes input; audio input is always written as audio") }
+        let stem = ((input as NSString).lastPathComponent as NSString).deletingPathExtension
+        let dir = output ?? stem
+        switch path {
+        case "spectral":
+            try separateSpectral(input, list, dir)
+        case "codec":
+            let (codecHandle, maskerHandle) = try codecPath.open()
+            for w in Prompt.warnings(for: list) { printError(w) }
+            let r = try CodesSeparation.separateAudioFile(input: input, outputDirectory: dir, prompts: list, codec: codecHandle,
+                                                          masker: maskerHandle, codebooks: codecPath.codebooks, float32: float32)
+            report(r)
+            try writePlot(dir, mixture: input, outputs: r.audio, prompts: list)
+        default:
+            throw CLIError("unknown --path '\(path)'; use spectral or codec")
         }
     }
 
@@ -266,7 +283,7 @@ func openCodec(_ path: String?) throws -> CodecHandle {
     try CodecHandle.open(path ?? DefaultModels.path(DefaultModels.codec, what: "codec"))
 }
 
-struct Encode: ParsableCommand {
+struct Encode: ComputeCommand {
     static let configuration = CommandConfiguration(
         abstract: "Encode audio into a codes file with the neural codec (or into Ogg Opus with --codec opus).")
 
@@ -290,33 +307,30 @@ struct Encode: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        try reportingErrors {
-            try compute.apply()
-            guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
-            if codebooks != nil && bitrate != nil { throw CLIError("give --codebooks or --bitrate, not both") }
-            if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
-            if let bitrate, !(bitrate > 0) { throw CLIError("--bitrate must be a positive number of kbps") }
-            if codec == "opus" {
-                guard let bitrate else { throw CLIError("--codec opus needs --bitrate KBPS") }
-                let r = try CodecPipeline.encodeOpus(input: input, output: output, kbps: bitrate)
-                print(output)
-                if !quiet { printError(String(format: "%.2f s of audio → %lld bytes (%.2f kbps)", r.seconds, r.bytes, r.kbps)) }
-                return
-            }
-            let handle = try openCodec(codec)
-            let n = bitrate.map { handle.codebooks(forBitrate: $0) } ?? codebooks
-            let r = try CodecPipeline.encodeFile(input: input, output: output, codec: handle, codebooks: n, quiet: quiet)
+    func execute() throws {
+        guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
+        if codebooks != nil && bitrate != nil { throw CLIError("give --codebooks or --bitrate, not both") }
+        if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
+        if let bitrate, !(bitrate > 0) { throw CLIError("--bitrate must be a positive number of kbps") }
+        if codec == "opus" {
+            guard let bitrate else { throw CLIError("--codec opus needs --bitrate KBPS") }
+            let r = try CodecPipeline.encodeOpus(input: input, output: output, kbps: bitrate)
             print(output)
-            if !quiet {
-                printError(String(format: "%.2f s of audio → %lld bytes, %d codebooks (%.2f kbps), %.2fx real time",
-                                  r.seconds, r.bytes, r.codebooks, r.kbps, r.seconds / max(r.wallSeconds, 1e-9)))
-            }
+            if !quiet { printError(String(format: "%.2f s of audio → %lld bytes (%.2f kbps)", r.seconds, r.bytes, r.kbps)) }
+            return
+        }
+        let handle = try openCodec(codec)
+        let n = bitrate.map { handle.codebooks(forBitrate: $0) } ?? codebooks
+        let r = try CodecPipeline.encodeFile(input: input, output: output, codec: handle, codebooks: n, quiet: quiet)
+        print(output)
+        if !quiet {
+            printError(String(format: "%.2f s of audio → %lld bytes, %d codebooks (%.2f kbps), %.2fx real time",
+                              r.seconds, r.bytes, r.codebooks, r.kbps, r.seconds / max(r.wallSeconds, 1e-9)))
         }
     }
 }
 
-struct Decode: ParsableCommand {
+struct Decode: ComputeCommand {
     static let configuration = CommandConfiguration(abstract: "Decode a codes file (or an Ogg Opus file) into audio.")
 
     @Argument(help: "Input codes file (.bin) or .opus file.")
@@ -339,22 +353,19 @@ struct Decode: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        try reportingErrors {
-            try compute.apply()
-            guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
-            if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
-            if input.hasSuffix(".opus") || input.hasSuffix(".ogg") {
-                let decoded = try OpusFiles.decode(input, to: output, float32: float32)
-                print(decoded)
-                return
-            }
-            let handle = try openCodec(codec)
-            let r = try CodecPipeline.decodeFile(input: input, output: output, codec: handle, codebooks: codebooks,
-                                                 float32: float32, quiet: quiet)
-            print(output)
-            if r.clippedSamples > 0 { printError("warning: \(r.clippedSamples) samples clipped in \(output); use --float to keep them") }
+    func execute() throws {
+        guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
+        if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
+        if input.hasSuffix(".opus") || input.hasSuffix(".ogg") {
+            let decoded = try OpusFiles.decode(input, to: output, float32: float32)
+            print(decoded)
+            return
         }
+        let handle = try openCodec(codec)
+        let r = try CodecPipeline.decodeFile(input: input, output: output, codec: handle, codebooks: codebooks,
+                                             float32: float32, quiet: quiet)
+        print(output)
+        if r.clippedSamples > 0 { printError("warning: \(r.clippedSamples) samples clipped in \(output); use --float to keep them") }
     }
 }
 
@@ -378,7 +389,7 @@ struct Convert: ParsableCommand {
     }
 }
 
-struct Bench: ParsableCommand {
+struct Bench: ComputeCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput: kernels, the TUSS forward, the codec, the codec-path masker.",
         discussion: "Figures are printed next to the sgemm peak measured in the same run.")
@@ -403,39 +414,36 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        try reportingErrors {
-            try compute.apply()
-            switch target {
-            case "kernels":
-                print(Benchmarks.kernels())
-            case "tuss":
-                let path = try model ?? Self.sharedReference("tuss-medium") ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
-                let tuss = try ModelFile.open(path).tussModel()
-                print("model: \(path)")
-                print(try Benchmarks.tuss(tuss, seconds: seconds ?? 6, prompts: Prompt.parseList(prompts ?? "speech,sfx-mix,music-mix")))
-            case "masker":
-                try benchMasker()
-            case "codec":
-                if codec.isEmpty {
-                    // The official 16 kHz and 44.1 kHz DAC sizes, with random weights (timing does not depend on them).
-                    let official = [
-                        ("official DAC 16 kHz size (random weights)", DACConfig(encoderDim: 64, encoderRates: [2, 4, 5, 8], latentDim: nil, decoderDim: 1536,
-                                                                 decoderRates: [8, 5, 4, 2], codebooks: 12, codebookSize: 1024, codebookDim: 8, sampleRate: 16000)),
-                        ("official DAC 44.1 kHz size (random weights)", DACConfig(encoderDim: 64, encoderRates: [2, 4, 8, 8], latentDim: nil, decoderDim: 1536,
-                                                                   decoderRates: [8, 8, 4, 2], codebooks: 9, codebookSize: 1024, codebookDim: 8, sampleRate: 44100)),
-                    ]
-                    for (label, config) in official {
-                        print(Benchmarks.codec(try DACCodec(randomWeightsFor: config), seconds: seconds ?? 10, label: label))
-                    }
+    func execute() throws {
+        switch target {
+        case "kernels":
+            print(Benchmarks.kernels())
+        case "tuss":
+            let path = try model ?? Self.sharedReference("tuss-medium") ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
+            let tuss = try ModelFile.open(path).tussModel()
+            print("model: \(path)")
+            print(try Benchmarks.tuss(tuss, seconds: seconds ?? 6, prompts: Prompt.parseList(prompts ?? "speech,sfx-mix,music-mix")))
+        case "masker":
+            try benchMasker()
+        case "codec":
+            if codec.isEmpty {
+                // The official 16 kHz and 44.1 kHz DAC sizes, with random weights (timing does not depend on them).
+                let official = [
+                    ("official DAC 16 kHz size (random weights)", DACConfig(encoderDim: 64, encoderRates: [2, 4, 5, 8], latentDim: nil, decoderDim: 1536,
+                                                             decoderRates: [8, 5, 4, 2], codebooks: 12, codebookSize: 1024, codebookDim: 8, sampleRate: 16000)),
+                    ("official DAC 44.1 kHz size (random weights)", DACConfig(encoderDim: 64, encoderRates: [2, 4, 8, 8], latentDim: nil, decoderDim: 1536,
+                                                               decoderRates: [8, 8, 4, 2], codebooks: 9, codebookSize: 1024, codebookDim: 8, sampleRate: 44100)),
+                ]
+                for (label, config) in official {
+                    print(Benchmarks.codec(try DACCodec(randomWeightsFor: config), seconds: seconds ?? 10, label: label))
                 }
-                for p in codec {
-                    let dac = try ModelFile.open(p).dacCodec()
-                    print(Benchmarks.codec(dac, seconds: seconds ?? 10, label: p))
-                }
-            default:
-                throw CLIError("unknown bench target '\(target)'; use kernels, tuss, codec or masker")
             }
+            for p in codec {
+                let dac = try ModelFile.open(p).dacCodec()
+                print(Benchmarks.codec(dac, seconds: seconds ?? 10, label: p))
+            }
+        default:
+            throw CLIError("unknown bench target '\(target)'; use kernels, tuss, codec or masker")
         }
     }
 
@@ -467,7 +475,7 @@ struct Bench: ParsableCommand {
     }
 }
 
-struct Eval: ParsableCommand {
+struct Eval: ComputeCommand {
     static let configuration = CommandConfiguration(
         abstract: "Separate every mixture of a manifest and score the outputs (SI-SDR, SI-SDRi, SDR).",
         discussion: "Repeated prompts are scored permutation-invariantly. Scores are capped at ±100 dB.")
@@ -500,53 +508,50 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        try reportingErrors {
-            try compute.apply()
-            guard ["spectral", "codec", "both", "codec-oracle"].contains(path) else {
-                throw CLIError("unknown --path '\(path)'; use spectral, codec, both or codec-oracle")
+    func execute() throws {
+        guard ["spectral", "codec", "both", "codec-oracle"].contains(path) else {
+            throw CLIError("unknown --path '\(path)'; use spectral, codec, both or codec-oracle")
+        }
+        let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
+        let progress: (Int, Int) -> Void = { done, total in
+            if !quiet && isatty(STDERR_FILENO) == 1 {
+                FileHandle.standardError.write(Data("\revaluating \(done)/\(total)".utf8))
+                if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
             }
-            let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
-            let progress: (Int, Int) -> Void = { done, total in
-                if !quiet && isatty(STDERR_FILENO) == 1 {
-                    FileHandle.standardError.write(Data("\revaluating \(done)/\(total)".utf8))
-                    if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
-                }
-            }
-            var codecSeparator: CodecPathSeparator?
-            if path != "spectral" {
-                let (codecHandle, maskerHandle) = try codecPath.open()
-                codecSeparator = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: codecPath.codebooks)
-            }
-            var spectralScores: [EvaluationScore] = [], codecScores: [EvaluationScore] = []
-            if path == "spectral" || path == "both" {
-                let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
-                let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
-                                                      options: SeparationOptions(chunkSeconds: chunk, quiet: true))
-                spectralScores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected, progress: progress)
-            }
-            if let codecSeparator {
-                codecScores = path == "codec-oracle"
-                    ? try Evaluation.runCodecOracle(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
-                    : try Evaluation.run(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
-            }
-            let scores = spectralScores + codecScores
-            if path == "both" {
-                print("spectral path:")
-                print(Evaluation.table(spectralScores))
-                print("codec path:")
-                print(Evaluation.table(codecScores))
-                print("SI-SDRi side by side:")
-                print(Evaluation.comparisonTable(spectral: spectralScores, codec: codecScores))
-            } else {
-                print(Evaluation.table(scores))
-            }
-            if let json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                let data = try encoder.encode(scores)
-                try data.write(to: URL(fileURLWithPath: json), options: .atomic)
-            }
+        }
+        var codecSeparator: CodecPathSeparator?
+        if path != "spectral" {
+            let (codecHandle, maskerHandle) = try codecPath.open()
+            codecSeparator = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: codecPath.codebooks)
+        }
+        var spectralScores: [EvaluationScore] = [], codecScores: [EvaluationScore] = []
+        if path == "spectral" || path == "both" {
+            let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
+            let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
+                                                  options: SeparationOptions(chunkSeconds: chunk, quiet: true))
+            spectralScores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected, progress: progress)
+        }
+        if let codecSeparator {
+            codecScores = path == "codec-oracle"
+                ? try Evaluation.runCodecOracle(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
+                : try Evaluation.run(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
+        }
+        let scores = spectralScores + codecScores
+        if path == "both" {
+            print("spectral path:")
+            print(Evaluation.table(spectralScores))
+            print("codec path:")
+            print(Evaluation.table(codecScores))
+            print("SI-SDRi side by side:")
+            print(Evaluation.comparisonTable(spectral: spectralScores, codec: codecScores))
+        } else {
+            print(Evaluation.table(scores))
+        }
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try encoder.encode(scores)
+            try data.write(to: URL(fileURLWithPath: json), options: .atomic)
         }
     }
 }
