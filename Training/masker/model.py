@@ -185,16 +185,10 @@ def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
     for key in ("joint_layers", "film_layers"):
         if donor.config[key] > model.config[key]:
             raise ValueError(f"the donor has {donor.config[key]} {key}, more than this model's {model.config[key]}")
-    state = model.state_dict()
-    donated = donor.state_dict()
-    for name, value in donated.items():
-        state[name] = value.clone()
-    fresh = sorted(set(state) - set(donated))
-    for name in fresh:
-        if name.endswith(("attn.out.weight", "attn.out.bias", "ffn.out.weight", "ffn.out.bias")) or name.startswith("film."):
-            state[name] = torch.zeros_like(state[name])
-    model.load_state_dict(state, strict=True)
-    return fresh
+    from growth import load_grown  # Training/ is on sys.path for every entry point
+
+    outputs = ("attn.out.weight", "attn.out.bias", "ffn.out.weight", "ffn.out.bias")
+    return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith("film."))
 
 
 def export(model: LatentMasker, path, extra: dict | None = None):

@@ -58,3 +58,34 @@ def test_prompt_dropout_keeps_repeated_categories():
         assert s.shape[0] == len(p)
     assert prompt_dropout(["sfx", "sfx"], src[:2], rng)[0] == ["sfx", "sfx"]
     assert prompt_dropout(["speech"], src[:1], rng)[0] == ["speech"]
+
+
+def test_growing_a_model_keeps_its_function_then_trains_the_new_blocks():
+    from tuss.configs import CANDIDATES, make_config
+    from tuss.model import SeparationModel, grow_from
+
+    torch.manual_seed(0)
+    donor = SeparationModel(make_config(**CANDIDATES["A-d32-c1t1-512/256-20b"])).eval()
+    grown = SeparationModel(make_config(**CANDIDATES["G-d32-c2t2-512/256-20b"])).eval()
+    fresh = grow_from(grown, donor)
+    assert fresh and all(n.startswith(("separator.cross_prompt_module.1.", "separator.cond_tse_module.1."))
+                         for n in fresh)
+    mix = torch.randn(1, 8000)
+    with torch.no_grad():
+        a = donor(mix, [["speech", "sfxbg"]])
+        b = grown(mix, [["speech", "sfxbg"]])
+    assert float((a - b).norm() / a.norm()) < 1e-5
+    # the identity blocks are trainable: one gradient step moves the output
+    grown.train()
+    opt = torch.optim.SGD(grown.parameters(), lr=1e-2)
+    grown(mix, [["speech", "sfxbg"]]).pow(2).mean().backward()
+    zeroed = dict(grown.named_parameters())["separator.cond_tse_module.1.frame_path.attn.aggregate_heads.0.weight"]
+    assert zeroed.grad is not None and float(zeroed.grad.abs().sum()) > 0
+    opt.step()
+    with torch.no_grad():
+        assert float((grown.eval()(mix, [["speech", "sfxbg"]]) - a).norm()) > 0
+    # a donor with more blocks, or a different width, is refused
+    with pytest.raises(ValueError):
+        grow_from(donor, grown)
+    with pytest.raises(ValueError):
+        grow_from(grown, SeparationModel(make_config(**CANDIDATES["U-d24-c2t1-small-ffn-512/256-20b"])))

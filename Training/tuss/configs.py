@@ -113,6 +113,9 @@ CANDIDATES = {
         n_fft=512, hop=256, band_edges=BANDS_512_20, emb_dim=24, num_groups=4, cross_blocks=2, cross_attention_dim=48,
         cross_heads=4, cross_ffn=96, tse_attention_dim=32, tse_heads=2, tse_ffn=64,
     ),
+    # tuss-small grown by one block in each stack (train.py --init-from Models/tuss-small/model.safetensors)
+    "G-d32-c2t2-512/256-20b": dict(n_fft=512, hop=256, band_edges=BANDS_512_20, emb_dim=32, cross_blocks=2,
+                                   tse_blocks=2),
     "E-d32-c1t1-256/128-18b": dict(n_fft=256, hop=128, band_edges=BANDS_256_18, emb_dim=32, cross_blocks=1),
 }
 

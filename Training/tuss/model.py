@@ -590,5 +590,31 @@ def load_exported(path, device="cpu") -> SeparationModel:
     return model.eval()
 
 
+def grow_from(model: SeparationModel, donor: SeparationModel) -> list[str]:
+    """Loads a donor that differs only by having fewer cross-prompt or cond-TSE blocks, so that `model` computes
+    exactly the donor's function.
+
+    The donor's blocks fill the first slots of each stack; every extra block becomes an identity: the output
+    projections of its attention (`attn.aggregate_heads.0`) and of both FFNs (`ffn.<j>.deconv1d`) are zero, so each
+    of its residual branches adds nothing. Training then grows the new blocks from there, which keeps everything the
+    donor learned instead of starting a larger model from scratch (the 2-core budget cannot afford that).
+    Returns the names of the parameters the donor did not provide. Raises ValueError on any other difference.
+    """
+    def without_depth(config: dict) -> dict:
+        c = copy.deepcopy(config)
+        for key in ("nblocks_cross_prompt_module", "nblocks_cond_tse_module"):
+            c["model_conf"].pop(key, None)
+        return c
+
+    if without_depth(model.config) != without_depth(donor.config):
+        raise ValueError("the donor's config differs in more than the number of blocks")
+    for key in ("nblocks_cross_prompt_module", "nblocks_cond_tse_module"):
+        if int(donor.config["model_conf"][key]) > int(model.config["model_conf"][key]):
+            raise ValueError(f"the donor has more blocks ({key} = {donor.config['model_conf'][key]}) than this model")
+    from growth import load_grown  # Training/ is on sys.path for every entry point
+
+    return load_grown(model, donor, lambda name: ".attn.aggregate_heads." in name or ".deconv1d." in name)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

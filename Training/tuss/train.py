@@ -45,7 +45,9 @@ if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
 from tuss.export import export_model  # noqa: E402
-from tuss.model import OFFICIAL_PROMPTS, SeparationModel, canonical_prompt, count_parameters  # noqa: E402
+from tuss.model import (  # noqa: E402
+    OFFICIAL_PROMPTS, SeparationModel, canonical_prompt, count_parameters, grow_from, load_exported,
+)
 
 DEFAULT_CONFIG = REPO / "Models" / "tuss-small" / "config.json"
 DEFAULT_LOG = REPO / "Models" / "tuss-small" / "training-log.csv"
@@ -369,9 +371,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--log", type=Path, default=DEFAULT_LOG)
     ap.add_argument("--export", type=Path, default=DEFAULT_EXPORT)
-    ap.add_argument("--fixture-dir", type=Path, default=DEFAULT_FIXTURE,
+    ap.add_argument("--fixture-dir", default=str(DEFAULT_FIXTURE),
                     help="regenerate this parity fixture after each export ('' to disable)")
     ap.add_argument("--resume", action="store_true", help="continue from runs/<run>/latest.pt")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start a new run from an exported model (weights only, fresh optimizer); --config may add "
+                         "cross-prompt / cond-TSE blocks, which start as identities (model.grow_from)")
     ap.add_argument("--reset-best", action="store_true",
                     help="on resume, forget the best validation score (after the data or the metric changed)")
     args = ap.parse_args(argv)
@@ -415,6 +420,17 @@ def main(argv=None):
             print("note: segment length differs from the original run", flush=True)
     elif latest_path.exists():
         raise SystemExit(f"{latest_path} exists: pass --resume to continue or choose another --run")
+    if args.init_from and not args.resume:
+        if not args.init_from.is_file():
+            raise SystemExit(f"--init-from: {args.init_from} not found")
+        try:
+            fresh = grow_from(model, load_exported(args.init_from))
+        except ValueError as e:
+            raise SystemExit(f"--init-from: {args.init_from} does not fit --config: {e}")
+        grown = f"; {len(fresh)} new tensors start as identity blocks" if fresh else ""
+        print(f"initialised from {args.init_from}{grown}", flush=True)
+    elif args.init_from:
+        raise SystemExit("--init-from starts a new run; it cannot be combined with --resume")
 
     if not args.synthetic:
         args.index = args.index or wait_for_index(args.wait_data)
@@ -451,8 +467,8 @@ def main(argv=None):
                                               "step": state["step"],
                                               "val_si_sdri_db": metrics["val_sisdri_mean"],
                                               "audio_hours": round(state["audio_seconds"] / 3600, 3)})
-            if str(args.fixture_dir):
-                refresh_fixture(args.export, args.fixture_dir)
+            if args.fixture_dir:
+                refresh_fixture(args.export, Path(args.fixture_dir))
         else:
             state["since_best"] += 1
             if state["since_best"] >= args.plateau and state["lr_scale"] > args.min_lr_scale:
