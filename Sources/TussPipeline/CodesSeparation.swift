@@ -43,11 +43,14 @@ public struct MaskerHandle: Sendable {
 /// Streaming codes → per-prompt codes for one channel of one codes stream.
 ///
 /// Each push dequantizes the codes, masks the latent once per prompt (lookahead 0, so every frame comes back at
-/// once) and quantizes every masked latent with as many codebooks as the input has.
+/// once) and turns every masked latent back into codes with as many codebooks as the input has. That last step is
+/// a ``LatentCodeMatcher`` (nearest latent contribution per codebook), not the encoder's cosine lookup, which does
+/// not bring latents of this kind back to the right codes.
 public struct CodesSeparator: Sendable {
     /// The prompts, in output order.
     public let prompts: [Prompt]
     let quantizer: ResidualVectorQuantizer
+    let matcher: LatentCodeMatcher
     var stream: LatentMaskerStream
 
     /// Refuses a masker that was not trained on `codec`, and prompt lists the masker cannot run.
@@ -60,6 +63,7 @@ public struct CodesSeparator: Sendable {
         }
         self.prompts = prompts
         quantizer = codec.codec.quantizer
+        matcher = LatentCodeMatcher(codec.codec.quantizer)
         stream = masker.masker.makeStream(prompts: prompts)
     }
 
@@ -77,7 +81,7 @@ public struct CodesSeparator: Sendable {
             return [[[Int32]]](repeating: [[Int32]](repeating: [], count: books), count: prompts.count)
         }
         let latent = quantizer.dequantize(Array(codes.prefix(books)), frames: frames)
-        return stream.push(latent).map { quantizer.quantize($0, codebooks: books).codes }
+        return stream.push(latent).map { matcher.match($0, codebooks: books) }
     }
 }
 

@@ -62,6 +62,7 @@ final class MaskerParityTests: XCTestCase {
         let inputCodes = try f.ints("codes")
         let codes = (0..<books).map { k in Array(inputCodes[(k * frames)..<((k + 1) * frames)]) }
         let latent = f.codec.quantizer.dequantize(codes, frames: frames)
+        let matcher = LatentCodeMatcher(f.codec.quantizer)
         XCTAssertLessThan(relativeL2(latent.data, try f.store.require("latent").floats()), 1e-5, "dequantized input")
         for key in (f.store.metadata["cases"] ?? "").split(separator: ",").map(String.init) {
             let prompts = try (f.store.metadata["prompts_\(key)"] ?? "").split(separator: ",").map { try Prompt(parsing: String($0)) }
@@ -92,8 +93,9 @@ final class MaskerParityTests: XCTestCase {
                 }
                 XCTAssertLessThan(err, 1e-4, "case \(key) prompt \(p): masked latent rel L2 \(err)")
                 XCTAssertLessThan(errStream, 1e-4, "case \(key) prompt \(p) streamed: rel L2 \(errStream)")
-                // Codes: identical, except a frame whose first differing lookup was a near-tie in PyTorch.
-                let mine = f.codec.quantizer.quantize(out, codebooks: books).codes
+                // Codes (`LatentCodeMatcher`, as `CodesSeparator` makes them): identical, except a frame whose first
+                // differing lookup was a near-tie in PyTorch.
+                let mine = matcher.match(out, codebooks: books)
                 for t in 0..<frames {
                     guard let k = (0..<books).first(where: { mine[$0][t] != expectedCodes[(p * books + $0) * frames + t] }) else { continue }
                     let margin = margins[(p * books + k) * frames + t]

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import TussModels
 import TussWeights
+import TussTensor
 @testable import TussPipeline
 import TussTestSupport
 
@@ -46,5 +47,35 @@ final class ShippedCodecParityTests: XCTestCase {
         XCTAssertLessThan(relativeL2(q.zq.data, try fixture.require("z_q").floats()), 1e-4, "z_q")
         let codes = (0..<q.codes.count).map { i in (0..<frames).map { Int32(expected[i * frames + $0]) } }
         XCTAssertLessThan(relativeL2(codec.decode(codes), try fixture.require("decoded").floats()), 1e-4, "decoded")
+    }
+}
+
+/// Why the codec path turns masked latents into codes with `LatentCodeMatcher`: the codes it picks must rebuild a
+/// latent close to the one asked for, which the encoder's cosine lookup does not do for latents rebuilt from codes.
+final class LatentCodeMatcherTests: XCTestCase {
+    func testCodesRebuildTheLatentTheyWereMatchedTo() throws {
+        let codecPath = (packageRoot() as NSString).appendingPathComponent(DefaultModels.codec)
+        guard FileManager.default.fileExists(atPath: codecPath) else { throw XCTSkip("\(DefaultModels.codec) is missing") }
+        let codec = try CodecHandle.open(codecPath).codec
+        let rate = Float(codec.config.sampleRate)
+        var noise = XorshiftGenerator(seed: 7)
+        let audio = (0..<Int(rate)).map { i -> Float in
+            let t = Float(i) / rate
+            return 0.3 * sin(2 * .pi * 220 * t) * (1 + sin(2 * .pi * 2 * t)) + 0.05 * noise.uniform()
+        }
+        let books = codec.config.codebooks
+        let codes = codec.quantizer.quantize(codec.encodeLatent(audio), codebooks: books).codes
+        let frames = codes[0].count
+        let latent = codec.quantizer.dequantize(codes, frames: frames)
+        let matcher = LatentCodeMatcher(codec.quantizer)
+        let matched = relativeL2(codec.quantizer.dequantize(matcher.match(latent, codebooks: books), frames: frames).data, latent.data)
+        let cosine = relativeL2(codec.quantizer.dequantize(codec.quantizer.quantize(latent, codebooks: books).codes, frames: frames).data, latent.data)
+        if ProcessInfo.processInfo.environment["TUSS_PRINT_ERRORS"] != nil {
+            print("latent rebuilt from requantised codes, relative L2 error: matcher \(matched), encoder lookup \(cosine)")
+        }
+        XCTAssertLessThan(matched, 0.5 * cosine, "the matcher's codes should rebuild the latent far better")
+        // Fewer codebooks than the codec has, and an empty input.
+        XCTAssertEqual(matcher.match(latent, codebooks: 3).count, 3)
+        XCTAssertEqual(matcher.match(Tensor(zeros: [codec.config.latentDim, 0]), codebooks: books).count, books)
     }
 }

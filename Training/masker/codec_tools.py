@@ -108,6 +108,43 @@ def quantize(codec: DAC, z, n_codebooks: int, with_margins: bool = False):
     return out + (torch.stack(margins, 1),) if with_margins else out
 
 
+def latent_code_tables(codec: DAC, n_codebooks: int):
+    """Per codebook, every code's contribution to the latent (out_proj of its raw vector): (S, C) each."""
+    return [q.out_proj(q.codebook.weight.t()[None])[0].t() for q in codec.quantizer.quantizers[:n_codebooks]]
+
+
+def requantize(codec: DAC, z, n_codebooks: int, with_margins: bool = False, tables=None):
+    """Codes for a latent that is not an encoder output (the masker's), as the Swift engine's `LatentCodeMatcher`:
+    stage by stage, the code whose latent contribution is nearest (Euclidean) to the residual.
+
+    Why not `quantize`: its lookups compare each codebook's input projection of the residual by cosine similarity,
+    which is right for encoder latents but not idempotent: a quantised latent does not come back to its own codes
+    (each input projection also weighs the part of the encoder latent that quantisation drops). Decoding the
+    requantised quantised source latents of 32 `valid` mixtures scored -1.05 dB SI-SDRi with `quantize`, 2.76 dB
+    with this, and the shipped masker's outputs -9.91 against -6.81 dB.
+    Returns codes (B, n, T) int64, z_q (B, C, T) and, with_margins, (second-best - best squared distance) divided by
+    the residual's squared norm per lookup (B, n, T): small values are near-ties that may flip under rounding.
+    """
+    tables = tables if tables is not None else latent_code_tables(codec, n_codebooks)
+    residual = z
+    z_q = torch.zeros_like(z)
+    codes, margins = [], []
+    for table in tables[:n_codebooks]:
+        r = residual.transpose(1, 2)                                          # (B, T, C)
+        # |r - p|^2 = |r|^2 - 2 r.p + |p|^2; |r|^2 is the same for every code, so it is left out of the argmin.
+        dist = table.pow(2).sum(-1) - 2 * r @ table.t()                       # (B, T, S)
+        idx = dist.argmin(-1)
+        if with_margins:
+            low = dist.topk(2, dim=-1, largest=False).values
+            margins.append((low[..., 1] - low[..., 0]) / (r.pow(2).sum(-1) + 1e-12))
+        vec = table[idx].transpose(1, 2)                                      # (B, C, T)
+        z_q = z_q + vec
+        residual = residual - vec
+        codes.append(idx)
+    out = (torch.stack(codes, 1), z_q)
+    return out + (torch.stack(margins, 1),) if with_margins else out
+
+
 @torch.no_grad()
 def dequantize(codec: DAC, codes):
     """z (B, C, T) from codes (B, n, T): sum of the projected raw code vectors."""

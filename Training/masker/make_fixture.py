@@ -11,8 +11,9 @@ it, every parameter drawn at random, norms included, so a port that ignores one 
   codes (K, T) int32    input codes (a synthetic signal encoded with the codec, K = 3 of its 4 codebooks)
   latent (C, T)         the latent rebuilt from them (the masker's input)
   masked_<c> (N, C, T)  masked latents for case c, in prompt order
-  codes_<c> (N, K, T)   their codes (RVQ with K codebooks)
-  margins_<c> (N, K, T) best minus second-best cosine similarity of each lookup (near-ties flip under rounding)
+  codes_<c> (N, K, T)   their codes with K codebooks (`requantize`: nearest latent contribution per stage)
+  margins_<c> (N, K, T) second-best minus best squared distance of each lookup over the residual's squared norm
+                        (near-ties flip under rounding)
 Metadata: prompts_<c> (comma-separated), cases, codebooks, frames, fp32_vs_fp64_rel_l2_<c>.
 """
 
@@ -31,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:
     sys.path.insert(0, str(HERE.parent))
 
-from masker.codec_tools import dequantize, encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
+from masker.codec_tools import dequantize, encode_latent, load_codec, quantize, requantize, write_random_codec  # noqa: E402
 from masker.model import PROMPTS, LatentMasker, default_config, export  # noqa: E402
 
 CASES = {"a": ["speech", "speech", "sfx-mix"], "b": list(PROMPTS)}
@@ -75,7 +76,7 @@ def compute(codec_path: Path, model: LatentMasker, codebooks: int | None = None)
             masked = model(latent, [prompts])[0]                              # (N, C, T)
             wide = copy.deepcopy(model).double()(latent.double(), [prompts])[0]
             meta[f"fp32_vs_fp64_rel_l2_{key}"] = f"{float((masked.double() - wide).norm() / wide.norm()):.3g}"
-            c, _, margins = quantize(codec, masked, books, with_margins=True)
+            c, _, margins = requantize(codec, masked, books, with_margins=True)
             tensors[f"masked_{key}"] = masked
             tensors[f"codes_{key}"] = c.to(torch.int32)
             tensors[f"margins_{key}"] = margins

@@ -50,7 +50,7 @@ if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
 from codec.train_codec import SpectralLosses  # noqa: E402
-from masker.codec_tools import encode_latent, load_codec, quantize, write_random_codec  # noqa: E402
+from masker.codec_tools import encode_latent, load_codec, quantize, requantize, write_random_codec  # noqa: E402
 from masker.model import PROMPTS, LatentMasker, canonical, default_config, export, grow_from, load_exported  # noqa: E402
 from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, snr_with_zero_refs, wait_for_index)
@@ -101,7 +101,7 @@ def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng:
         est, matched, z_mix = est[..., start:start + frames], matched[..., start:start + frames], z_mix[..., start:start + frames]
     flat = est.reshape(b * n, c, -1)
     with torch.no_grad():
-        snapped = quantize(codec, flat, books)[1]
+        snapped = requantize(codec, flat, books)[1]
         ref = codec.decode(matched.reshape(b * n, c, -1))[:, 0].view(b, n, -1)
         mix = codec.decode(z_mix)[:, 0]
     out = codec.decode(flat + (snapped - flat).detach())[:, 0].view(b, n, -1)
@@ -129,7 +129,7 @@ def validate(model, codec, val_items, decode: bool):
             snr_per[p].append(float(snr[i]))
         if decode:
             length = mix.shape[-1]
-            audio = codec.decode(quantize(codec, est[0], books)[1])[:, 0, :length]   # (N, ≤ L): 320·T − 8 samples
+            audio = codec.decode(requantize(codec, est[0], books)[1])[:, 0, :length]   # (N, ≤ L): 320·T − 8 samples
             audio = torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
             refs = sources[order]
             gain = si_sdr(audio, refs) - si_sdr(mix[None].expand_as(refs), refs)
