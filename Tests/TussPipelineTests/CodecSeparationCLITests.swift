@@ -237,7 +237,7 @@ final class CodecSeparationCLITests: XCTestCase {
     func testBenchMasker() throws {
         let r = try runTool(["bench", "masker", "--threads", "1", "--seconds", "2", "--codec", codec, "--masker", masker])
         XCTAssertEqual(r.status, 0, r.err)
-        for needle in ["threads: 1;", "GMAC per second of audio for one prompt", "offline:", "streamed 1 frame per push", "streamed 10 frames per push", "re-quantisation (4 codebooks)"] {
+        for needle in ["threads: 1;", "GMAC per second of audio for one prompt", "offline:", "streamed 1 frame per push", "streamed 10 frames per push", "back to codes (4 codebooks)"] {
             XCTAssertTrue(r.out.contains(needle), "\(needle) missing in: \(r.out)")
         }
     }
