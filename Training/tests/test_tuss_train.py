@@ -89,3 +89,40 @@ def test_growing_a_model_keeps_its_function_then_trains_the_new_blocks():
         grow_from(donor, grown)
     with pytest.raises(ValueError):
         grow_from(grown, SeparationModel(make_config(**CANDIDATES["U-d24-c2t1-small-ffn-512/256-20b"])))
+
+
+def test_init_from_grows_the_donor_in_a_new_run(tmp_path):
+    """train.py --init-from with a deeper --config: the step-0 export holds the donor's tensors unchanged and zero
+    output projections in the new blocks; a donor deeper than --config is refused with one line."""
+    import json
+    import shutil
+    import subprocess
+
+    from tuss.configs import CANDIDATES, make_config
+    from tuss.export import export_model
+    from tuss.model import SeparationModel, load_exported
+
+    torch.manual_seed(0)
+    donor = SeparationModel(make_config(**CANDIDATES["A-d32-c1t1-512/256-20b"]))
+    export_model(donor, tmp_path / "donor.safetensors", {"source": "pytest"})
+    (tmp_path / "grown.json").write_text(json.dumps(make_config(**CANDIDATES["G-d32-c2t2-512/256-20b"])))
+    (tmp_path / "small.json").write_text(json.dumps(make_config(**CANDIDATES["A-d32-c1t1-512/256-20b"])))
+    run = "pytest-init-from"
+    common = [sys.executable, str(TRAINING / "tuss" / "train.py"), "--run", run, "--synthetic", "--max-steps", "0",
+              "--val-items", "2", "--val-every-sec", "0", "--seconds", "1", "--log", str(tmp_path / "log.csv"),
+              "--export", str(tmp_path / "m.safetensors"), "--fixture-dir", ""]
+    try:
+        r = subprocess.run(common + ["--config", str(tmp_path / "grown.json"), "--init-from",
+                                     str(tmp_path / "donor.safetensors")], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "new tensors start as identity blocks" in r.stdout
+        got = load_exported(tmp_path / "m.safetensors").state_dict()
+        for name, value in donor.state_dict().items():
+            assert torch.equal(got[name], value), name
+        assert float(got["separator.cond_tse_module.1.freq_path.attn.aggregate_heads.0.weight"].abs().sum()) == 0
+        shutil.rmtree(TRAINING / "tuss" / "runs" / run, ignore_errors=True)
+        r = subprocess.run(common + ["--config", str(tmp_path / "small.json"), "--init-from", str(tmp_path / "m.safetensors")],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "does not fit --config" in r.stderr, r.stdout + r.stderr
+    finally:
+        shutil.rmtree(TRAINING / "tuss" / "runs" / run, ignore_errors=True)

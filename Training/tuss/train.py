@@ -380,6 +380,8 @@ def main(argv=None):
     ap.add_argument("--reset-best", action="store_true",
                     help="on resume, forget the best validation score (after the data or the metric changed)")
     args = ap.parse_args(argv)
+    if args.init_from and args.resume:
+        raise SystemExit("--init-from starts a new run; it cannot be combined with --resume")
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -420,7 +422,7 @@ def main(argv=None):
             print("note: segment length differs from the original run", flush=True)
     elif latest_path.exists():
         raise SystemExit(f"{latest_path} exists: pass --resume to continue or choose another --run")
-    if args.init_from and not args.resume:
+    if args.init_from:
         if not args.init_from.is_file():
             raise SystemExit(f"--init-from: {args.init_from} not found")
         try:
@@ -429,8 +431,6 @@ def main(argv=None):
             raise SystemExit(f"--init-from: {args.init_from} does not fit --config: {e}")
         grown = f"; {len(fresh)} new tensors start as identity blocks" if fresh else ""
         print(f"initialised from {args.init_from}{grown}", flush=True)
-    elif args.init_from:
-        raise SystemExit("--init-from starts a new run; it cannot be combined with --resume")
 
     if not args.synthetic:
         args.index = args.index or wait_for_index(args.wait_data)
