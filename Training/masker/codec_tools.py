@@ -113,7 +113,7 @@ def latent_code_tables(codec: DAC, n_codebooks: int):
     return [q.out_proj(q.codebook.weight.t()[None])[0].t() for q in codec.quantizer.quantizers[:n_codebooks]]
 
 
-def requantize(codec: DAC, z, n_codebooks: int, with_margins: bool = False, tables=None):
+def requantize(codec: DAC, z, n_codebooks: int, with_margins: bool = False):
     """Codes for a latent that is not an encoder output (the masker's), as the Swift engine's `LatentCodeMatcher`:
     stage by stage, the code whose latent contribution is nearest (Euclidean) to the residual.
 
@@ -121,15 +121,14 @@ def requantize(codec: DAC, z, n_codebooks: int, with_margins: bool = False, tabl
     which is right for encoder latents but not idempotent: a quantised latent does not come back to its own codes
     (each input projection also weighs the part of the encoder latent that quantisation drops). Decoding the
     requantised quantised source latents of 32 `valid` mixtures scored -1.05 dB SI-SDRi with `quantize`, 2.76 dB
-    with this, and the shipped masker's outputs -9.91 against -6.81 dB.
+    with this, and the shipped masker's outputs -9.91 against -6.81 dB (masker/requant_study.py).
     Returns codes (B, n, T) int64, z_q (B, C, T) and, with_margins, (second-best - best squared distance) divided by
     the residual's squared norm per lookup (B, n, T): small values are near-ties that may flip under rounding.
     """
-    tables = tables if tables is not None else latent_code_tables(codec, n_codebooks)
     residual = z
     z_q = torch.zeros_like(z)
     codes, margins = [], []
-    for table in tables[:n_codebooks]:
+    for table in latent_code_tables(codec, n_codebooks):
         r = residual.transpose(1, 2)                                          # (B, T, C)
         # |r - p|^2 = |r|^2 - 2 r.p + |p|^2; |r|^2 is the same for every code, so it is left out of the argmin.
         dist = table.pow(2).sum(-1) - 2 * r @ table.t()                       # (B, T, S)

@@ -18,9 +18,8 @@ refills after a resume.
 Per item: the mixture is encoded by the frozen codec and quantised with K codebooks (K = all in half the steps,
 else uniform in 1..all, so the masker serves any bitrate); the masker's input is that quantised latent, exactly what
 `dequantize` rebuilds from a codes file. Targets: each reference source encoded and quantised with the same K
-(with --continuous-target: its continuous encoder latent, the only latent that requantises to the source's own
-codes; measured on 32 `valid` mixtures, decoding the requantised continuous target scores 3.55 dB SI-SDRi, the
-requantised quantised one -1.05 dB).
+(with --continuous-target: its continuous encoder latent, which the encoder's lookup maps to the source's own codes;
+outputs go back to codes with `requantize`, as in the engine; figures in masker/requant_study.py).
 Loss: latent SNR (snr_with_zero_refs of tuss/train.py on the flattened latents, 30 dB cap), permutation-invariant
 within repeated prompts, plus --l1-weight x the L1 error normalised by the target's mean magnitude (robust to the
 latent's heavy-tailed channels), plus --decoded-weight x the SNR loss of the decoded output against the decoded
@@ -176,9 +175,8 @@ def main(argv=None):
     ap.add_argument("--decoded-weight", type=float, default=0.0,
                     help="weight of the decoded-audio SNR loss (through the frozen decoder; 0: latent loss only)")
     ap.add_argument("--continuous-target", action="store_true",
-                    help="latent loss against each source's continuous (encoder) latent instead of its quantised one: "
-                         "the output is requantised at inference, and only the continuous latent requantises to the "
-                         "source's own codes (residual quantisation is not idempotent)")
+                    help="latent loss against each source's continuous (encoder) latent instead of its quantised one "
+                         "(the latent the encoder's lookup maps to the source's own codes)")
     ap.add_argument("--select-by", choices=("sisdri", "latent-snr"), default="sisdri",
                     help="validation figure that picks the exported model (latent-snr when --no-decode-val)")
     ap.add_argument("--decoded-seconds", type=float, default=1.0,
