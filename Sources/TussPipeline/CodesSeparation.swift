@@ -54,17 +54,32 @@ public struct CodesSeparator: Sendable {
     var stream: LatentMaskerStream
 
     /// Refuses a masker that was not trained on `codec`, and prompt lists the masker cannot run.
-    public init(codec: CodecHandle, masker: MaskerHandle, prompts: [Prompt]) throws(PipelineError) {
+    ///
+    /// - Parameter matcher: the codec's ``LatentCodeMatcher``, when the caller already has one. Its tables
+    ///   (`codebooks × codebookSize × latentDim` floats, 12.6 MB for the default codec) depend only on the codec, so
+    ///   every channel and every request of one codec can share them; nil builds them here.
+    public init(codec: CodecHandle, masker: MaskerHandle, prompts: [Prompt],
+                matcher: LatentCodeMatcher? = nil) throws(PipelineError) {
+        try Self.check(codec: codec, masker: masker, prompts: prompts)
+        if let matcher, matcher.codebookCount != codec.codec.quantizer.codebookCount
+            || matcher.latentDim != codec.codec.config.latentDim {
+            throw .badInput("the latent matcher given was built for another codec than \(codec.path): build it from this codec's quantizer")
+        }
+        self.prompts = prompts
+        quantizer = codec.codec.quantizer
+        self.matcher = matcher ?? LatentCodeMatcher(codec.codec.quantizer)
+        stream = masker.masker.makeStream(prompts: prompts)
+    }
+
+    /// The checks of ``init(codec:masker:prompts:matcher:)`` without building anything: the masker was trained on
+    /// `codec` and can run `prompts`.
+    public static func check(codec: CodecHandle, masker: MaskerHandle, prompts: [Prompt]) throws(PipelineError) {
         try masker.requireCodec(codec)
         do {
             try masker.masker.check(prompts: prompts)
         } catch {
             throw .badInput("\(error)")
         }
-        self.prompts = prompts
-        quantizer = codec.codec.quantizer
-        matcher = LatentCodeMatcher(codec.codec.quantizer)
-        stream = masker.masker.makeStream(prompts: prompts)
     }
 
     /// Frames pushed so far.
@@ -109,7 +124,7 @@ public enum CodesSeparation {
                                     masker: MaskerHandle, decode: Bool, float32: Bool) throws(PipelineError) -> CodesSeparationReport {
         let started = Date()
         // Checks that need no input first, so a bad masker or prompt list fails before any reading.
-        _ = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+        try CodesSeparator.check(codec: codec, masker: masker, prompts: prompts)
         do {
             let reader: CodesReader
             do {
@@ -132,8 +147,9 @@ public enum CodesSeparation {
             let names = Prompt.outputNames(for: prompts)
             let paths = names.map { (outputDirectory as NSString).appendingPathComponent("\($0).bin") }
             let writers = try paths.map { try CodesWriter(path: $0, header: header) }
+            let matcher = LatentCodeMatcher(codec.codec.quantizer)
             var separators = try (0..<header.channels).map { _ throws(PipelineError) in
-                try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+                try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: matcher)
             }
             var frames: Int64 = 0
             while let chunk = try nextChunk(reader, input) {
@@ -167,7 +183,7 @@ public enum CodesSeparation {
     public static func separateAudioFile(input: String, outputDirectory: String, prompts: [Prompt], codec: CodecHandle,
                                          masker: MaskerHandle, codebooks: Int?, float32: Bool) throws(PipelineError) -> CodesSeparationReport {
         let started = Date()
-        _ = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+        try CodesSeparator.check(codec: codec, masker: masker, prompts: prompts)
         do {
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
         } catch {
@@ -201,6 +217,8 @@ public struct CodecPathSeparator: Sendable {
     public let masker: MaskerHandle
     /// Codebooks to encode with (nil: all of the codec's).
     public let codebooks: Int?
+    /// Built once: an evaluation separates hundreds of items with the same codec.
+    let matcher: LatentCodeMatcher
 
     /// Refuses a masker that was not trained on `codec`.
     public init(codec: CodecHandle, masker: MaskerHandle, codebooks: Int? = nil) throws(PipelineError) {
@@ -209,6 +227,7 @@ public struct CodecPathSeparator: Sendable {
         self.codec = codec
         self.masker = masker
         self.codebooks = codebooks
+        matcher = LatentCodeMatcher(codec.codec.quantizer)
     }
 
     /// `[channels][samples]` at `sampleRate` → `[prompt][channel][samples]` of the same length.
@@ -220,7 +239,7 @@ public struct CodecPathSeparator: Sendable {
             for channel in planar {
                 let x = sampleRate == rate ? channel : try Resampler.resample([channel], from: sampleRate, to: rate)[0]
                 let codes = codec.codec.encode(x, codebooks: codebooks)
-                var separator = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+                var separator = try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: matcher)
                 for (p, sourceCodes) in separator.push(codes).enumerated() {
                     let y = fitLength(codec.codec.decode(sourceCodes), x.count)
                     let back = sampleRate == rate ? y : try Resampler.resample([y], from: rate, to: sampleRate)[0]

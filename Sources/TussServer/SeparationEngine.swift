@@ -21,6 +21,8 @@ public final class SeparationEngine: Sendable {
     public let codec: CodecHandle?
     /// The codec-path latent masker, when one was loaded.
     public let masker: MaskerHandle?
+    /// The codec's latent → codes tables, built once for every request's separators (only with a masker).
+    let matcher: LatentCodeMatcher?
 
     /// Creates an engine from loaded models; any of them may be missing, and the routes that need it then answer
     /// 503 with a message naming the option that loads it. A masker needs the codec it was trained on.
@@ -32,6 +34,7 @@ public final class SeparationEngine: Sendable {
         self.spectral = spectral
         self.codec = codec
         self.masker = masker
+        matcher = masker == nil ? nil : codec.map { LatentCodeMatcher($0.codec.quantizer) }
     }
 
     /// The codec, or the error that says how to load one.
@@ -54,7 +57,7 @@ public final class SeparationEngine: Sendable {
         }
         var separators: [CodesSeparator] = []
         for _ in 0..<header.channels {
-            do { separators.append(try CodesSeparator(codec: codec, masker: masker, prompts: prompts)) } catch {
+            do { separators.append(try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: matcher)) } catch {
                 throw .badRequest("cannot separate with these prompts: \(error)")
             }
         }

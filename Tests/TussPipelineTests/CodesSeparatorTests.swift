@@ -39,6 +39,30 @@ final class CodesSeparatorTests: XCTestCase {
         XCTAssertNotEqual(expected[0], codes.map { $0 }, "the masker must change the codes")
     }
 
+    /// Separators sharing one codec's matcher give the codes a separator with its own tables gives; a matcher of
+    /// another shape is refused.
+    func testSharedMatcher() throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
+        let (codecPath, maskerPath) = try writeCodecAndMasker(in: dir)
+        let (wideCodec, _) = try writeCodecAndMasker(in: dir, latent: 48, codecSeed: 13)
+        let codec = try CodecHandle.open(codecPath), masker = try MaskerHandle.open(maskerPath)
+        let prompts = try Prompt.parseList("speech,sfx-mix")
+        let codes = codec.codec.encode(testSignal(seconds: 1, rate: 16000, channels: 1)[0], codebooks: 4)
+        let shared = LatentCodeMatcher(codec.codec.quantizer)
+        var own = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+        var first = try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: shared)
+        var second = try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: shared)
+        let expected = own.push(codes)
+        XCTAssertEqual(first.push(codes), expected)
+        XCTAssertEqual(second.push(codes), expected)
+        let wide = LatentCodeMatcher(try CodecHandle.open(wideCodec).codec.quantizer)
+        XCTAssertThrowsError(try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: wide)) {
+            XCTAssertEqual("\($0)", "the latent matcher given was built for another codec than \(codecPath): build it from this codec's quantizer")
+        }
+        XCTAssertNoThrow(try CodesSeparator.check(codec: codec, masker: masker, prompts: prompts))
+        XCTAssertThrowsError(try CodesSeparator.check(codec: codec, masker: masker, prompts: []))
+    }
+
     func testMismatchedCodecsAndPromptsAreRefused() throws {
         let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let (codecPath, maskerPath) = try writeCodecAndMasker(in: dir)

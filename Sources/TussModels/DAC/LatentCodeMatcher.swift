@@ -18,7 +18,8 @@ public struct LatentCodeMatcher: Sendable {
     let tables: [[Float]]
     /// Per codebook `[size]`: the squared norms of those rows.
     let squaredNorms: [[Float]]
-    let latentDim: Int
+    /// Channels of the latent it matches.
+    public let latentDim: Int
     let codebookSize: Int
 
     /// Builds the tables of every codebook of `quantizer`.
