@@ -136,7 +136,8 @@ public enum CodesSeparation {
             do {
                 try header.requireCodec(codec.identity)
             } catch {
-                throw PipelineError.badInput("\(input): codes were made with codec '\(header.codec.name)', not with \(codec.path) ('\(codec.identity.name)'): pass the codec that encoded them with --codec")
+                // Hashes too: a retrained codec keeps its name, so names alone can read the same.
+                throw PipelineError.badInput("\(input): codes were made with codec \(codesQuoted(header.codec.name)) (hash \(codesHashPrefix(header.codec.weightsHash))), not with \(codec.path) (\(codesQuoted(codec.identity.name)), hash \(codesHashPrefix(codec.identity.weightsHash))): pass the codec that encoded them with --codec")
             }
             let config = codec.codec.config
             guard header.sampleRate == config.sampleRate, header.hopLength == config.hopLength,

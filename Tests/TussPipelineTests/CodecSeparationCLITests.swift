@@ -134,7 +134,7 @@ final class CodecSeparationCLITests: XCTestCase {
         let (otherCodec, otherMasker) = try writeCodecAndMasker(in: dir, codecSeed: 12)
         let other = try CodecHandle.open(otherCodec), mine = try CodecHandle.open(codec)
         try fails(["separate", "--codes", codes, "--codec", otherCodec, "--masker", otherMasker, "-o", out, "--prompts", "speech"],
-                  "\(codes): codes were made with codec '\(mine.identity.name)', not with \(otherCodec) ('\(other.identity.name)'): pass the codec that encoded them with --codec")
+                  "\(codes): codes were made with codec '\(mine.identity.name)' (hash \(codecHashHex(mine).prefix(12))…), not with \(otherCodec) ('\(other.identity.name)', hash \(codecHashHex(other).prefix(12))…): pass the codec that encoded them with --codec")
         // A masker trained on another codec of the same latent width, and one for another latent width.
         try fails(["separate", "--codes", codes, "--codec", codec, "--masker", otherMasker, "-o", out, "--prompts", "speech"],
                   "masker \(otherMasker) was trained on codec '\(other.identity.name)' (hash \(codecHashHex(other).prefix(16))…); codec \(codec) is '\(mine.identity.name)' (hash \(codecHashHex(mine).prefix(16))…): use the masker trained for this codec")
