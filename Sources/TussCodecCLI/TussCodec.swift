@@ -519,8 +519,14 @@ struct Eval: ComputeCommand {
                 if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
             }
         }
+        // The oracle runs the codec alone, so it needs no masker (nor one trained for this codec): a codec still in
+        // training can be scored against the shipped one.
         var codecSeparator: CodecPathSeparator?
-        if path != "spectral" {
+        var oracleCodec: CodecHandle?
+        if path == "codec-oracle" {
+            if let codebooks = codecPath.codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
+            oracleCodec = try openCodec(codecPath.codec)
+        } else if path != "spectral" {
             let (codecHandle, maskerHandle) = try codecPath.open()
             codecSeparator = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: codecPath.codebooks)
         }
@@ -531,10 +537,11 @@ struct Eval: ComputeCommand {
                                                   options: SeparationOptions(chunkSeconds: chunk, quiet: true))
             spectralScores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected, progress: progress)
         }
-        if let codecSeparator {
-            codecScores = path == "codec-oracle"
-                ? try Evaluation.runCodecOracle(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
-                : try Evaluation.run(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
+        if let oracleCodec {
+            codecScores = try Evaluation.runCodecOracle(manifest: manifest, codec: oracleCodec, codebooks: codecPath.codebooks,
+                                                        tasks: selected, progress: progress)
+        } else if let codecSeparator {
+            codecScores = try Evaluation.run(manifest: manifest, separator: codecSeparator, tasks: selected, progress: progress)
         }
         let scores = spectralScores + codecScores
         if path == "both" {

@@ -256,6 +256,14 @@ public struct CodecPathSeparator: Sendable {
     /// `[channels][samples]` at `sampleRate` encoded and decoded by the codec alone, at the same length: what a
     /// perfect masker's output decodes to when the input is a clean source, so the ceiling of the codec path.
     public func roundTrip(_ planar: [[Float]], sampleRate: Int) throws(PipelineError) -> [[Float]] {
+        try Self.roundTrip(planar, sampleRate: sampleRate, codec: codec, codebooks: codebooks)
+    }
+
+    /// The same without a masker: the ceiling needs only the codec, so a codec with no masker trained for it yet
+    /// (a codec run in progress) can be scored too.
+    public static func roundTrip(_ planar: [[Float]], sampleRate: Int, codec: CodecHandle,
+                                 codebooks: Int? = nil) throws(PipelineError) -> [[Float]] {
+        if let codebooks, codebooks < 1 { throw .badInput("--codebooks must be at least 1") }
         let rate = codec.codec.config.sampleRate
         do {
             return try planar.map { channel in

@@ -120,10 +120,12 @@ public enum Evaluation {
     /// which is what a perfect latent masker would decode to. The masker is not run; scores are tagged
     /// `codec-oracle`. Separation scores of the codec path are bounded by these, so they tell the masker's share of
     /// the error from the codec's.
-    public static func runCodecOracle(manifest path: String, separator: CodecPathSeparator, tasks: Set<String>?,
+    public static func runCodecOracle(manifest path: String, codec: CodecHandle, codebooks: Int? = nil, tasks: Set<String>?,
                                       progress: ((Int, Int) -> Void)? = nil) throws(PipelineError) -> [EvaluationScore] {
         try runWithReferences(manifest: path, label: "codec-oracle", tasks: tasks, progress: progress) { (_, rate, _, references) throws(PipelineError) in
-            try references.map { reference throws(PipelineError) in try separator.roundTrip(reference, sampleRate: rate) }
+            try references.map { reference throws(PipelineError) in
+                try CodecPathSeparator.roundTrip(reference, sampleRate: rate, codec: codec, codebooks: codebooks)
+            }
         }
     }
 
