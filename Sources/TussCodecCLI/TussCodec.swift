@@ -61,10 +61,15 @@ struct CodecPathOptions: ParsableArguments {
     @Option(help: "Codebooks to encode with on the codec path (default: all).")
     var codebooks: Int?
 
+    /// The codec alone (default: the embedded file), after checking `--codebooks`.
+    func openCodecOnly() throws -> CodecHandle {
+        if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
+        return try openCodec(codec)
+    }
+
     /// The codec and the masker (defaults: the embedded files), after checking `--codebooks`.
     func open() throws -> (CodecHandle, MaskerHandle) {
-        if let codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
-        let codecHandle = try openCodec(codec)
+        let codecHandle = try openCodecOnly()
         let maskerHandle = try masker.map { path throws(PipelineError) in try MaskerHandle.open(path) } ?? MaskerHandle.openDefault()
         return (codecHandle, maskerHandle)
     }
@@ -524,8 +529,7 @@ struct Eval: ComputeCommand {
         var codecSeparator: CodecPathSeparator?
         var oracleCodec: CodecHandle?
         if path == "codec-oracle" {
-            if let codebooks = codecPath.codebooks, codebooks < 1 { throw CLIError("--codebooks must be at least 1") }
-            oracleCodec = try openCodec(codecPath.codec)
+            oracleCodec = try codecPath.openCodecOnly()
         } else if path != "spectral" {
             let (codecHandle, maskerHandle) = try codecPath.open()
             codecSeparator = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: codecPath.codebooks)

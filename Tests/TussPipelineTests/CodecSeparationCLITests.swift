@@ -224,12 +224,11 @@ final class CodecSeparationCLITests: XCTestCase {
         XCTAssertEqual(scores.map(\.path), Array(repeating: "codec-oracle", count: 4))
         // Recompute item 0 (mono, 16 kHz: no resampling) by hand: the estimate is the reference's codec round trip.
         let separator = try CodecPathSeparator(codec: try CodecHandle.open(codec), masker: try MaskerHandle.open(masker))
-        let codecHandle = try CodecHandle.open(codec)
         let base = (manifest as NSString).deletingLastPathComponent
         for (i, name) in ["speech", "sfx-mix"].enumerated() {
             let reference = try AudioFileReader(path: base + "/se/0/\(name).wav").readAll()
             let decoded = try separator.roundTrip(reference, sampleRate: 16000)
-            XCTAssertEqual(try CodecPathSeparator.roundTrip(reference, sampleRate: 16000, codec: codecHandle), decoded,
+            XCTAssertEqual(try CodecPathSeparator.roundTrip(reference, sampleRate: 16000, codec: separator.codec), decoded,
                            "the masker-free round trip is the same computation")
             XCTAssertEqual(decoded[0].count, reference[0].count, "round trip keeps the length")
             let expected = try XCTUnwrap(SeparationMetrics.siSDR(estimate: decoded[0], reference: reference[0]))
