@@ -50,7 +50,7 @@ public enum CodecPipeline {
             let info = reader.info
             let config = handle.codec.config
             let n = min(codebooks ?? config.codebooks, config.codebooks)
-            guard n >= 1 else { throw PipelineError.badInput("--codebooks must be at least 1") }
+            try requireCodebookCount(n)
             let header = CodesHeader(codec: handle.identity, sampleRate: config.sampleRate, hopLength: config.hopLength,
                                      codebooks: n, codebookSize: config.codebookSize, originalLength: info.frames,
                                      originalSampleRate: info.sampleRate, channels: info.channels, frames: nil)
@@ -105,7 +105,7 @@ public enum CodecPipeline {
                 throw PipelineError.badInput("\(input): codes were made at \(header.sampleRate) Hz / hop \(header.hopLength); this codec runs at \(config.sampleRate) Hz / hop \(config.hopLength)")
             }
             let use = min(codebooks ?? header.codebooks, header.codebooks)
-            guard use >= 1 else { throw PipelineError.badInput("--codebooks must be at least 1") }
+            try requireCodebookCount(use)
             let channels = header.channels
             let format = try AudioFileFormat.forWriting(path: output, like: nil, float32: float32)
             let writer = try AudioFileWriter(path: output, sampleRate: header.originalSampleRate, channels: channels, format: format)

@@ -224,7 +224,7 @@ public struct CodecPathSeparator: Sendable {
     /// Refuses a masker that was not trained on `codec`.
     public init(codec: CodecHandle, masker: MaskerHandle, codebooks: Int? = nil) throws(PipelineError) {
         try masker.requireCodec(codec)
-        if let codebooks, codebooks < 1 { throw .badInput("--codebooks must be at least 1") }
+        try requireCodebookCount(codebooks)
         self.codec = codec
         self.masker = masker
         self.codebooks = codebooks
@@ -263,7 +263,7 @@ public struct CodecPathSeparator: Sendable {
     /// (a codec run in progress) can be scored too.
     public static func roundTrip(_ planar: [[Float]], sampleRate: Int, codec: CodecHandle,
                                  codebooks: Int? = nil) throws(PipelineError) -> [[Float]] {
-        if let codebooks, codebooks < 1 { throw .badInput("--codebooks must be at least 1") }
+        try requireCodebookCount(codebooks)
         let rate = codec.codec.config.sampleRate
         do {
             return try planar.map { channel in

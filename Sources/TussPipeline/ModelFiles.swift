@@ -16,6 +16,12 @@ public enum PipelineError: Error, CustomStringConvertible {
     }
 }
 
+/// Refuses a codebook count below 1; the message names no flag because the library serves the CLI, the server and
+/// embedding apps alike (each names its own option before it gets here).
+func requireCodebookCount(_ count: Int?) throws(PipelineError) {
+    if let count, count < 1 { throw .badInput("the codebook count must be at least 1 (got \(count))") }
+}
+
 /// Turns any lower-level error into a `PipelineError` with its one-line message.
 func pipelineError(_ error: Error, context: String? = nil) -> PipelineError {
     if let e = error as? PipelineError { return e }

@@ -25,7 +25,7 @@ public struct StreamingEncoder {
                 runFrames: Int = 8, inputRate: Int? = nil) throws(PipelineError) {
         let config = codec.codec.config
         let n = min(codebooks ?? config.codebooks, config.codebooks)
-        guard n >= 1 else { throw .badInput("--codebooks must be at least 1") }
+        try requireCodebookCount(n)
         guard sampleRate > 0, (1...256).contains(channels), length >= 0 else {
             throw .badInput("audio of \(channels) channels at \(sampleRate) Hz cannot be encoded: give 1…256 channels at a positive rate")
         }

@@ -214,6 +214,21 @@ final class CodecSeparationCLITests: XCTestCase {
         XCTAssertTrue(codecOnly.out.contains("se     sfx-mix"), codecOnly.out)
     }
 
+    func testLibraryRefusesZeroCodebooksWithoutNamingACLIFlag() throws {
+        // The server and embedding apps call these too, so the message must not point at a CLI option.
+        let codecHandle = try CodecHandle.open(codec)
+        let maskerHandle = try MaskerHandle.open(masker)
+        let message = "the codebook count must be at least 1 (got 0)"
+        func refuses(_ body: () throws -> Void, line: UInt = #line) {
+            XCTAssertThrowsError(try body(), line: line) { XCTAssertEqual("\($0)", message, line: line) }
+        }
+        refuses { _ = try CodecPathSeparator(codec: codecHandle, masker: maskerHandle, codebooks: 0) }
+        refuses { _ = try CodecPathSeparator.roundTrip([[0, 0]], sampleRate: 16000, codec: codecHandle, codebooks: 0) }
+        refuses { _ = try StreamingEncoder(codec: codecHandle, sampleRate: 16000, channels: 1, length: 16000, codebooks: 0) }
+        refuses { _ = try CodecPipeline.encodeFile(input: self.mixture, output: self.path("zero.bin"), codec: codecHandle, codebooks: 0) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("zero.bin")), "nothing written on refusal")
+    }
+
     func testCodecOracleScoresEachReferenceThroughTheCodecAlone() throws {
         let manifest = try writeTinyManifest(in: dir, seconds: 0.8)
         let json = path("oracle.json")

@@ -235,3 +235,20 @@ def test_decoded_loss_prefers_the_target_and_reaches_the_masker():
     grads = [p.grad for p in masker.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
     assert all(p.grad is None for p in codec.parameters())
+
+
+def test_lr_schedule_warms_up_then_decays_to_lr_final():
+    from types import SimpleNamespace
+
+    from masker.train_masker import masker_lr
+
+    flat = SimpleNamespace(lr=3e-4, warmup=100, lr_final=None, decay_steps=1000)
+    assert masker_lr(49, flat) == pytest.approx(1.5e-4)
+    assert masker_lr(5000, flat) == pytest.approx(3e-4)
+    decay = SimpleNamespace(lr=3e-4, warmup=100, lr_final=3e-5, decay_steps=1000)
+    assert masker_lr(0, decay) == pytest.approx(3e-6)           # warm-up still applies
+    assert masker_lr(500, decay) == pytest.approx(3e-4 * 0.1 ** 0.5)
+    assert masker_lr(1000, decay) == pytest.approx(3e-5)
+    assert masker_lr(9000, decay) == pytest.approx(3e-5)        # flat after the decay
+    lrs = [masker_lr(s, decay) for s in range(100, 1001, 50)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
