@@ -145,10 +145,34 @@ struct Separate: ComputeCommand {
     @Flag(help: "Also write DIR/spectrograms.png: the mixture and every output, stacked and labelled (codes input: with --decode).")
     var plot = false
 
+    @Flag(help: "Spectral path: also write DIR/residual.<ext>, the input minus every output, so the files sum to the input.")
+    var residual = false
+
+    @Flag(help: """
+        Spectral path: share out what the outputs miss so they sum to the input exactly (mixture consistency), for \
+        prompt lists that cover the whole mix, e.g. vocals,drums,bass,other.
+        """)
+    var sumToMix = false
+
     @OptionGroup var compute: ComputeOptions
+
+    /// The remainder option of the spectral path, refused where it cannot apply.
+    var remainder: MixtureRemainder {
+        get throws {
+            if residual && sumToMix {
+                throw CLIError("--residual and --sum-to-mix exclude each other: with --sum-to-mix the residual is silence")
+            }
+            let chosen: MixtureRemainder = residual ? .residualStem : sumToMix ? .spread : .ignored
+            if chosen != .ignored && (codes != nil || path != "spectral") {
+                throw CLIError("--\(residual ? "residual" : "sum-to-mix") applies to the spectral path (audio input without --path codec)")
+            }
+            return chosen
+        }
+    }
 
     func execute() throws {
         let list = try Prompt.parseList(prompts)
+        let remainder = try remainder
         if let codes {
             guard input == nil else { throw CLIError("give an input audio file or --codes FILE, not both") }
             try separateCodes(codes, list)
@@ -161,7 +185,7 @@ struct Separate: ComputeCommand {
         let dir = output ?? stem
         switch path {
         case "spectral":
-            try separateSpectral(input, list, dir)
+            try separateSpectral(input, list, dir, remainder)
         case "codec":
             let (codecHandle, maskerHandle) = try codecPath.open()
             for w in Prompt.warnings(for: list) { printError(w) }
@@ -195,7 +219,9 @@ struct Separate: ComputeCommand {
         guard plot else { return }
         let png = (dir as NSString).appendingPathComponent("spectrograms.png")
         let files = (mixture.map { [$0] } ?? []) + outputs
-        let labels = (mixture == nil ? [] : ["mixture"]) + Prompt.outputNames(for: list)
+        var names = Prompt.outputNames(for: list)
+        if outputs.count > names.count { names.append(MixtureRemainder.residualName) }
+        let labels = (mixture == nil ? [] : ["mixture"]) + names
         try SpectrogramPlot.plotFiles(files, labels: labels, output: png)
         print(png)
     }
@@ -212,11 +238,11 @@ struct Separate: ComputeCommand {
         }
     }
 
-    func separateSpectral(_ input: String, _ list: [Prompt], _ dir: String) throws {
+    func separateSpectral(_ input: String, _ list: [Prompt], _ dir: String, _ remainder: MixtureRemainder) throws {
         let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
         let tuss = try ModelFile.open(modelPath).tussModel()
         let separator = try SpectralSeparator(model: tuss, options: SeparationOptions(
-            chunkSeconds: chunk, overlapSeconds: overlap, float32: float32, quiet: quiet))
+            chunkSeconds: chunk, overlapSeconds: overlap, float32: float32, quiet: quiet, remainder: remainder))
         for w in Prompt.warnings(for: list) { printError(w) }
         let report = try separator.separateFile(input: input, prompts: list, outputDirectory: dir)
         for (path, clipped) in zip(report.outputs, report.clippedSamples) {
@@ -508,6 +534,9 @@ struct Eval: ComputeCommand {
     @Option(help: "Chunk length in seconds.")
     var chunk: Double?
 
+    @Flag(help: "Spectral path: score the outputs after sharing out what they miss so they sum to the mixture (as separate --sum-to-mix).")
+    var sumToMix = false
+
     @Flag(help: "No progress output.")
     var quiet = false
 
@@ -516,6 +545,9 @@ struct Eval: ComputeCommand {
     func execute() throws {
         guard ["spectral", "codec", "both", "codec-oracle"].contains(path) else {
             throw CLIError("unknown --path '\(path)'; use spectral, codec, both or codec-oracle")
+        }
+        if sumToMix && path != "spectral" && path != "both" {
+            throw CLIError("--sum-to-mix applies to the spectral path (--path spectral or both)")
         }
         let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
         let progress: (Int, Int) -> Void = { done, total in
@@ -538,7 +570,8 @@ struct Eval: ComputeCommand {
         if path == "spectral" || path == "both" {
             let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
             let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
-                                                  options: SeparationOptions(chunkSeconds: chunk, quiet: true))
+                                                  options: SeparationOptions(chunkSeconds: chunk, quiet: true,
+                                                                             remainder: sumToMix ? .spread : .ignored))
             spectralScores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected, progress: progress)
         }
         if let oracleCodec {

@@ -12,20 +12,24 @@ public struct SeparationOptions: Sendable {
     public var float32 = false
     /// Suppress progress output.
     public var quiet = false
+    /// What becomes of the input the outputs do not account for (default: nothing).
+    public var remainder: MixtureRemainder = .ignored
 
-    public init(chunkSeconds: Double? = nil, overlapSeconds: Double = 1, float32: Bool = false, quiet: Bool = false) {
+    public init(chunkSeconds: Double? = nil, overlapSeconds: Double = 1, float32: Bool = false, quiet: Bool = false,
+                remainder: MixtureRemainder = .ignored) {
         self.chunkSeconds = chunkSeconds
         self.overlapSeconds = overlapSeconds
         self.float32 = float32
         self.quiet = quiet
+        self.remainder = remainder
     }
 }
 
 /// What a file separation produced.
 public struct SeparationReport: Sendable {
-    /// One path per prompt, in prompt order.
+    /// One path per prompt, in prompt order, then the residual's with `MixtureRemainder.residualStem`.
     public var outputs: [String]
-    /// Samples clipped when writing each output to an integer format.
+    /// Samples clipped when writing each output (same order) to an integer format.
     public var clippedSamples: [Int]
     public var inputSeconds: Double
     public var wallSeconds: Double
@@ -59,7 +63,8 @@ public final class SpectralSeparator: @unchecked Sendable {
                              chunk: chunkSamples, overlap: overlapSamples)
     }
 
-    /// Separates in-memory audio (`[channels][samples]`) into `[prompt][channel][samples]` of the same length.
+    /// Separates in-memory audio (`[channels][samples]`) into `[prompt][channel][samples]` of the same length;
+    /// with `MixtureRemainder.residualStem` the residual follows as one more element.
     public func separate(_ planar: [[Float]], sampleRate: Int, prompts: [Prompt]) throws(PipelineError) -> [[[Float]]] {
         let length = planar.first?.count ?? 0
         do {
@@ -67,7 +72,13 @@ public final class SpectralSeparator: @unchecked Sendable {
             var out = try s.process(planar)
             let rest = try s.finish()
             for p in 0..<out.count { for c in 0..<out[p].count { out[p][c] += rest[p][c] } }
-            return out.map { $0.map { fitLength($0, length) } }
+            out = out.map { $0.map { fitLength($0, length) } }
+            switch options.remainder {
+            case .ignored: break
+            case .spread: MixtureRemainder.spread(&out, mixture: planar)
+            case .residualStem: out.append(MixtureRemainder.residual(out, mixture: planar))
+            }
+            return out
         } catch {
             throw pipelineError(error)
         }
@@ -82,29 +93,45 @@ public final class SpectralSeparator: @unchecked Sendable {
             guard info.channels > 0, info.sampleRate > 0 else { throw PipelineError.badInput("\(input): no audio channels") }
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
             let (ext, format) = try Self.outputFormat(for: info.format, float32: options.float32)
-            let names = Prompt.outputNames(for: prompts)
+            var names = Prompt.outputNames(for: prompts)
+            if options.remainder == .residualStem { names.append(MixtureRemainder.residualName) }
             let paths = names.map { (outputDirectory as NSString).appendingPathComponent("\($0).\(ext)") }
             var writers: [AudioFileWriter] = []
             for path in paths {
                 writers.append(try AudioFileWriter(path: path, sampleRate: info.sampleRate, channels: info.channels, format: format))
             }
+            // The remainder needs the input sample-aligned with the outputs, which arrive later than the input is read
+            // (chunk overlap, resampler delay): a second reader walks the file in step with what is written.
+            let mixture = options.remainder == .ignored ? nil : try AudioFileReader(path: input)
             let s = try stream(prompts: prompts, sampleRate: info.sampleRate, channels: info.channels)
             let total = info.frames
-            var written = [Int64](repeating: 0, count: prompts.count)
+            var written: Int64 = 0
+            // Output not yet written, per prompt; every prompt runs through the same chunkers and resamplers, so they
+            // stay level, but only what all of them have is written.
+            var pending = [[[Float]]](repeating: [[Float]](repeating: [], count: info.channels), count: prompts.count)
             let progress = ProgressReporter(label: "separating", totalSeconds: info.duration, quiet: options.quiet)
             var readFrames: Int64 = 0
             func write(_ out: [[[Float]]]) throws {
-                for p in 0..<out.count {
-                    let available = Int64(out[p].first?.count ?? 0)
-                    let keep = Int(min(available, max(0, total - written[p])))
-                    guard keep > 0 else { continue }
-                    try writers[p].write(out[p].map { Array($0[0..<keep]) })
-                    written[p] += Int64(keep)
+                for p in 0..<out.count { for c in 0..<info.channels { pending[p][c] += out[p][c] } }
+                let level = Int64(pending.map { $0.first?.count ?? 0 }.min() ?? 0)
+                let n = Int(min(level, max(0, total - written)))
+                guard n > 0 else { return }
+                var block = pending.map { $0.map { Array($0[0..<n]) } }
+                pending = pending.map { $0.map { Array($0[n...]) } }
+                if let mixture {
+                    let x = try Self.read(exactly: n, from: mixture, channels: info.channels)
+                    switch options.remainder {
+                    case .ignored: break
+                    case .spread: MixtureRemainder.spread(&block, mixture: x)
+                    case .residualStem: block.append(MixtureRemainder.residual(block, mixture: x))
+                    }
                 }
+                for (writer, planar) in zip(writers, block) { try writer.write(planar) }
+                written += Int64(n)
             }
-            let block = 1 << 16
+            let chunk = 1 << 16
             while true {
-                let planar = try reader.read(frames: block)
+                let planar = try reader.read(frames: chunk)
                 guard let first = planar.first, !first.isEmpty else { break }
                 readFrames += Int64(first.count)
                 try write(try s.process(planar))
@@ -113,9 +140,12 @@ public final class SpectralSeparator: @unchecked Sendable {
             try write(try s.finish())
             progress.finish()
             // Resampling round trips can land one sample short: pad so every output has the input's length.
-            for p in 0..<prompts.count where written[p] < total {
-                let missing = Int(total - written[p])
-                try writers[p].write([[Float]](repeating: [Float](repeating: 0, count: missing), count: info.channels))
+            if written < total {
+                let missing = Int(total - written)
+                let level = pending.map { $0.first?.count ?? 0 }
+                try write((0..<prompts.count).map { p in
+                    [[Float]](repeating: [Float](repeating: 0, count: max(0, missing - level[p])), count: info.channels)
+                })
             }
             for w in writers { try w.finish() }
             return SeparationReport(outputs: paths, clippedSamples: writers.map(\.clippedSamples),
@@ -124,6 +154,21 @@ public final class SpectralSeparator: @unchecked Sendable {
         } catch {
             throw pipelineError(error)
         }
+    }
+
+    /// Reads exactly `n` frames (decoders may return short blocks); a file that ends early is an error, as the
+    /// outputs already count on those samples.
+    static func read(exactly n: Int, from reader: AudioFileReader, channels: Int) throws -> [[Float]] {
+        var out = [[Float]](repeating: [], count: channels)
+        for c in 0..<channels { out[c].reserveCapacity(n) }
+        while out[0].count < n {
+            let block = try reader.read(frames: n - out[0].count)
+            guard let first = block.first, !first.isEmpty else {
+                throw PipelineError.failed("the input ended \(n - out[0].count) frames early on the second read; was it changed during separation?")
+            }
+            for c in 0..<channels { out[c] += block[c] }
+        }
+        return out
     }
 
     /// The output container and format for an input format: lossless inputs keep theirs; lossy inputs are written
