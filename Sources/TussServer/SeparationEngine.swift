@@ -105,8 +105,14 @@ public final class SeparationEngine: Sendable {
 
     /// Separates an audio file (WAV, FLAC, Ogg Opus, … as bytes) into one audio file per prompt (spectral path),
     /// or encodes it and separates the codes (codec path; `decode` then returns audio).
-    public func separateAudio(_ body: Data, prompts: [Prompt], path: SeparationPath, decode: Bool) throws(ServerError) -> StemContainer {
-        try withScratchDirectory { dir throws(ServerError) in
+    /// `remainder` (spectral path only) adds a `residual` entry or shares the remainder out, as `separate --residual`
+    /// and `--sum-to-mix` do.
+    public func separateAudio(_ body: Data, prompts: [Prompt], path: SeparationPath, decode: Bool,
+                              remainder: MixtureRemainder = .ignored) throws(ServerError) -> StemContainer {
+        if remainder != .ignored && path != .spectral {
+            throw .badRequest("remainder=\(remainder.rawValue) applies to the spectral path; drop it or use path=spectral")
+        }
+        return try withScratchDirectory { dir throws(ServerError) in
             let input = (dir as NSString).appendingPathComponent("input")
             do { try body.write(to: URL(fileURLWithPath: input)) } catch { throw .internalError("cannot store the body: \(error)") }
             do { _ = try AudioFileReader(path: input) } catch {
@@ -119,11 +125,19 @@ public final class SeparationEngine: Sendable {
                 }
                 let out = (dir as NSString).appendingPathComponent("out")
                 let report: SeparationReport
-                do { report = try spectral.separateFile(input: input, prompts: prompts, outputDirectory: out) } catch {
+                do {
+                    // A separator is the loaded model plus options: one per request costs nothing.
+                    var options = spectral.options
+                    options.remainder = remainder
+                    let separator = try SpectralSeparator(model: spectral.model, options: options)
+                    report = try separator.separateFile(input: input, prompts: prompts, outputDirectory: out)
+                } catch {
                     throw .internalError("spectral separation failed: \(error)")
                 }
+                var names = Prompt.outputNames(for: prompts)
+                if remainder == .residualStem { names.append(MixtureRemainder.residualName) }
                 var entries: [StemContainer.Entry] = []
-                for (name, file) in zip(Prompt.outputNames(for: prompts), report.outputs) {
+                for (name, file) in zip(names, report.outputs) {
                     let ext = (file as NSString).pathExtension
                     do { entries.append(.init(name: name, mediaType: "audio/\(ext)", data: try Data(contentsOf: URL(fileURLWithPath: file)))) } catch {
                         throw .internalError("cannot read the separated '\(name)': \(error)")

@@ -124,6 +124,13 @@ public final class SeparationServer: Sendable {
         guard pathText == nil || SeparationPath(rawValue: pathText ?? "") != nil else {
             throw .badRequest("path must be spectral or codec, got '\(pathText ?? "")'")
         }
+        let remainderText = query["remainder"].map(String.init)
+        let remainder = try remainderText.map { text throws(ServerError) -> MixtureRemainder in
+            guard let r = MixtureRemainder(rawValue: text), r != .ignored else {
+                throw .badRequest("remainder must be residual or spread, got '\(text)'")
+            }
+            return r
+        } ?? .ignored
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limits.maxBodyBytes {
             throw .tooLarge("the body is \(declared) bytes; this server takes at most \(limits.maxBodyBytes): split the input or raise --max-body")
         }
@@ -144,9 +151,13 @@ public final class SeparationServer: Sendable {
                 guard pathText == nil || pathText == "codec" else {
                     throw .badRequest("codes input always takes the codec path; drop path=\(pathText ?? "")")
                 }
+                guard remainder == .ignored else {
+                    throw .badRequest("remainder=\(remainder.rawValue) applies to audio on the spectral path, not to codes")
+                }
                 return try engine.separateCodes(body, prompts: prompts, decode: decode)
             }
-            return try engine.separateAudio(body, prompts: prompts, path: SeparationPath(rawValue: pathText ?? "") ?? .spectral, decode: decode)
+            return try engine.separateAudio(body, prompts: prompts, path: SeparationPath(rawValue: pathText ?? "") ?? .spectral,
+                                            decode: decode, remainder: remainder)
         }
         let data = try container.encoded()
         var out = ByteBuffer()

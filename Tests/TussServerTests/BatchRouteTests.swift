@@ -35,6 +35,42 @@ final class BatchRouteTests: XCTestCase {
         }
     }
 
+    func testRemainderAsAResidualEntryOrSharedOut() async throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
+        let engine = try SeparationEngine(spectral: try embeddedSpectral(), codec: nil, masker: nil)
+        let server = try SeparationServer(engine: engine, limits: ServerLimits())
+        let x = signal(seconds: 1.2, rate: 16000, channels: 1)
+        let input = try Data(contentsOf: URL(fileURLWithPath: try writeWAV(x, rate: 16000, to: (dir as NSString).appendingPathComponent("mix.wav"))))
+        let uris = ["/v1/separate?prompts=speech&remainder=bogus", "/v1/separate?prompts=speech&remainder=ignored",
+                    "/v1/separate?prompts=speech&remainder=spread&path=codec"]
+        let (residual, spread, refused) = try await withServer(server) { port in
+            var refused: [(status: Int, type: String, body: Data)] = []
+            for uri in uris { refused.append(try await post(port, uri, body: input)) }
+            return (try await post(port, "/v1/separate?prompts=speech&remainder=residual", body: input),
+                    try await post(port, "/v1/separate?prompts=speech,sfx-mix&remainder=spread", body: input), refused)
+        }
+        XCTAssertEqual(residual.status, 200, String(decoding: residual.body, as: UTF8.self))
+        XCTAssertEqual(spread.status, 200, String(decoding: spread.body, as: UTF8.self))
+        let withResidual = try StemContainer.decode(residual.body), shared = try StemContainer.decode(spread.body)
+        XCTAssertEqual(withResidual.entries.map(\.name), ["speech", "residual"])
+        XCTAssertEqual(shared.entries.map(\.name), ["speech", "sfx-mix"])
+        for container in [withResidual, shared] {
+            var sum = [Float](repeating: 0, count: x[0].count)
+            for (i, entry) in container.entries.enumerated() {
+                let path = (dir as NSString).appendingPathComponent("e-\(i).wav")
+                try entry.data.write(to: URL(fileURLWithPath: path))
+                let audio = try AudioFileReader(path: path).readAll()[0]
+                XCTAssertEqual(audio.count, x[0].count)
+                for t in 0..<sum.count { sum[t] += audio[t] }
+            }
+            XCTAssertLessThan(zip(sum, x[0]).map { abs($0 - $1) }.max() ?? 1, 1e-5, "the entries sum to the input")
+        }
+        for (uri, r) in zip(uris, refused) {
+            XCTAssertEqual(r.status, 400, uri)
+            XCTAssertEqual(errorKind(r.body), "bad_request", uri)
+        }
+    }
+
     func testCodesPathMatchesOfflineSeparationAndDecodes() async throws {
         let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let codec = try fixtureCodec()
@@ -110,6 +146,7 @@ final class BatchRouteTests: XCTestCase {
             ("/v1/separate?prompts=speech", foreign, 422, "wrong_codec"),
             ("/v1/separate?prompts=speech", Data(repeating: 1, count: 200_001), 413, "too_large"),
             ("/v1/separate?prompts=speech&path=bogus", codes, 400, "bad_request"),
+            ("/v1/separate?prompts=speech&remainder=residual", codes, 400, "bad_request"),   // codes: no remainder
         ]
         var bytes = codes
         bytes[bytes.count - 20] ^= 0x55  // inside the last chunk: its CRC fails
