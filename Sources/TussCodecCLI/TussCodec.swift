@@ -107,8 +107,11 @@ struct Separate: ComputeCommand {
         or INPUT --path codec → encode, separate, decode: DIR/<prompt>.bin and DIR/<prompt>.wav.
         """)
 
-    @Argument(help: "Input audio (WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF; any rate and channel count).")
-    var input: String?
+    @Argument(help: """
+        Input audio (WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF; any rate and channel count). Several inputs are \
+        separated one after another with the model loaded once, each into a folder named after it (inside -o DIR).
+        """)
+    var inputs: [String] = []
 
     @Option(help: "Separate this codes file (.bin from 'tuss-codec encode') instead of audio: codes in, codes out.")
     var codes: String?
@@ -127,7 +130,10 @@ struct Separate: ComputeCommand {
     @Flag(help: "With --codes: also decode every output to DIR/<prompt>.wav.")
     var decode = false
 
-    @Option(name: .shortAndLong, help: "Output folder (default: a folder named after the input, in the current directory).")
+    @Option(name: .shortAndLong, help: """
+        Output folder (default: a folder named after the input, in the current directory); with several inputs, \
+        the folder that holds one folder per input.
+        """)
     var output: String?
 
     @Flag(name: .customLong("float"), help: "Write 32-bit float files.")
@@ -174,27 +180,49 @@ struct Separate: ComputeCommand {
         let list = try Prompt.parseList(prompts)
         let remainder = try remainder
         if let codes {
-            guard input == nil else { throw CLIError("give an input audio file or --codes FILE, not both") }
+            guard inputs.isEmpty else { throw CLIError("give input audio files or --codes FILE, not both") }
             try separateCodes(codes, list)
             return
         }
-        guard let input else { throw CLIError("give an input audio file, or --codes FILE to separate a codes file") }
-        guard FileManager.default.fileExists(atPath: input) else { throw CLIError("input not found: \(input)") }
+        guard !inputs.isEmpty else { throw CLIError("give an input audio file, or --codes FILE to separate a codes file") }
         if decode { throw CLIError("--decode applies to --codes input; audio input is always written as audio") }
-        let stem = ((input as NSString).lastPathComponent as NSString).deletingPathExtension
-        let dir = output ?? stem
+        guard path == "spectral" || path == "codec" else { throw CLIError("unknown --path '\(path)'; use spectral or codec") }
+        let jobs = try outputFolders()
+        // Models load once for every input; a failure stops the run with the inputs before it complete.
         switch path {
         case "spectral":
-            try separateSpectral(input, list, dir, remainder)
-        case "codec":
+            let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
+            let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(), options: SeparationOptions(
+                chunkSeconds: chunk, overlapSeconds: overlap, float32: float32, quiet: quiet, remainder: remainder))
+            for w in Prompt.warnings(for: list) { printError(w) }
+            for (input, dir) in jobs { try separateSpectral(input, list, dir, separator) }
+        default:
             let (codecHandle, maskerHandle) = try codecPath.open()
             for w in Prompt.warnings(for: list) { printError(w) }
-            let r = try CodesSeparation.separateAudioFile(input: input, outputDirectory: dir, prompts: list, codec: codecHandle,
-                                                          masker: maskerHandle, codebooks: codecPath.codebooks, float32: float32)
-            report(r)
-            try writePlot(dir, mixture: input, outputs: r.audio, prompts: list)
-        default:
-            throw CLIError("unknown --path '\(path)'; use spectral or codec")
+            for (input, dir) in jobs {
+                let r = try CodesSeparation.separateAudioFile(input: input, outputDirectory: dir, prompts: list, codec: codecHandle,
+                                                              masker: maskerHandle, codebooks: codecPath.codebooks, float32: float32)
+                report(r)
+                try writePlot(dir, mixture: input, outputs: r.audio, prompts: list)
+            }
+        }
+    }
+
+    /// Each input with its output folder, every input checked before any work starts.
+    func outputFolders() throws -> [(input: String, folder: String)] {
+        for input in inputs where !FileManager.default.fileExists(atPath: input) { throw CLIError("input not found: \(input)") }
+        let stems = inputs.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+        if inputs.count == 1 { return [(inputs[0], output ?? stems[0])] }
+        // Two inputs with one name would write into one folder, the second overwriting the first's stems.
+        var seen: [String: String] = [:]
+        for (input, stem) in zip(inputs, stems) {
+            if let first = seen[stem] {
+                throw CLIError("\(first) and \(input) would both be written to a folder '\(stem)': rename one or separate them in two runs")
+            }
+            seen[stem] = input
+        }
+        return zip(inputs, stems).map { input, stem in
+            (input, output.map { ($0 as NSString).appendingPathComponent(stem) } ?? stem)
         }
     }
 
@@ -238,12 +266,7 @@ struct Separate: ComputeCommand {
         }
     }
 
-    func separateSpectral(_ input: String, _ list: [Prompt], _ dir: String, _ remainder: MixtureRemainder) throws {
-        let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
-        let tuss = try ModelFile.open(modelPath).tussModel()
-        let separator = try SpectralSeparator(model: tuss, options: SeparationOptions(
-            chunkSeconds: chunk, overlapSeconds: overlap, float32: float32, quiet: quiet, remainder: remainder))
-        for w in Prompt.warnings(for: list) { printError(w) }
+    func separateSpectral(_ input: String, _ list: [Prompt], _ dir: String, _ separator: SpectralSeparator) throws {
         let report = try separator.separateFile(input: input, prompts: list, outputDirectory: dir)
         for (path, clipped) in zip(report.outputs, report.clippedSamples) {
             print(path)

@@ -116,6 +116,14 @@ final class CodecSeparationCLITests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(out)/spectrograms.png"))
         let info = try AudioFileReader(path: "\(out)/vocals.wav").info
         XCTAssertEqual([info.sampleRate, info.channels, Int(info.frames)], [44100, 2, Int(1.3 * 44100)])
+        // Several inputs: one folder each, the codec and masker opened once.
+        let second = try writeAudio(testSignal(seconds: 0.7, rate: 16000, channels: 1), rate: 16000, to: path("second.wav"))
+        let many = try runTool(["separate", mixture, second, "--path", "codec", "--prompts", "speech", "--codec", codec,
+                                "--masker", masker, "-o", path("many"), "--quiet"])
+        XCTAssertEqual(many.status, 0, many.err)
+        XCTAssertEqual(many.out.split(separator: "\n").map(String.init),
+                       ["mix/speech.bin", "mix/speech.wav", "second/speech.bin", "second/speech.wav"].map { path("many/" + $0) })
+        XCTAssertEqual(try AudioFileReader(path: path("many/second/speech.wav")).info.frames, 11200)
     }
 
     func testEveryErrorPathIsOneClearLine() throws {
@@ -188,7 +196,7 @@ final class CodecSeparationCLITests: XCTestCase {
         try fails(["separate", mixture, "--path", "codec", "--codec", codec, "--masker", masker, "--prompts", "speech", "--codebooks", "0"],
                   "--codebooks must be at least 1")
         try fails(base + ["--prompts", "speech", "--plot"], "--plot needs audio outputs: add --decode")
-        try fails(["separate", mixture, "--codes", codes, "--prompts", "speech"], "give an input audio file or --codes FILE, not both")
+        try fails(["separate", mixture, "--codes", codes, "--prompts", "speech"], "give input audio files or --codes FILE, not both")
         try fails(["separate", "--prompts", "speech"], "give an input audio file, or --codes FILE to separate a codes file")
         try fails(["separate", mixture, "--path", "latent", "--prompts", "speech"], "unknown --path 'latent'; use spectral or codec")
         try fails(["eval", "--manifest", path("m.json"), "--path", "latent"], "unknown --path 'latent'; use spectral, codec, both or codec-oracle")

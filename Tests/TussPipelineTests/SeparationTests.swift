@@ -93,6 +93,36 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try AudioFileReader(path: out + "-f/vocals.wav").info.format.encoding, .float32)
     }
 
+    func testSeveralInputsLoadTheModelOnceAndGetAFolderEach() throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
+        let a = try writeAudio(testSignal(seconds: 0.6, rate: 16000, channels: 1), rate: 16000, to: dir + "/a.wav")
+        let b = try writeAudio(testSignal(seconds: 0.9, rate: 22050, channels: 2), rate: 22050, to: dir + "/b.flac")
+        let model = try smallModelPath()
+        let out = dir + "/stems"
+        let r = try runTool(["separate", a, b, "--prompts", "speech,sfx-mix", "--model", model, "-o", out, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertEqual(r.out.split(separator: "\n").map(String.init),
+                       [out + "/a/speech.wav", out + "/a/sfx-mix.wav", out + "/b/speech.flac", out + "/b/sfx-mix.flac"])
+        XCTAssertEqual(try AudioFileReader(path: out + "/a/speech.wav").info.frames, 9600)
+        XCTAssertEqual(try AudioFileReader(path: out + "/b/sfx-mix.flac").info.frames, 19845)
+        // The same separation as one input at a time.
+        let single = try runTool(["separate", b, "--prompts", "speech,sfx-mix", "--model", model, "-o", dir + "/one", "--quiet"])
+        XCTAssertEqual(single.status, 0, single.err)
+        XCTAssertEqual(try AudioFileReader(path: dir + "/one/speech.flac").readAll(), try AudioFileReader(path: out + "/b/speech.flac").readAll())
+        // Every input is checked before any work: nothing is written when one is missing or two share a folder.
+        let cases: [([String], String)] = [
+            ([a, dir + "/missing.wav"], "input not found: \(dir)/missing.wav"),
+            ([a, try writeAudio(testSignal(seconds: 0.2, rate: 16000, channels: 1), rate: 16000, to: dir + "/a.flac")],
+             "\(a) and \(dir)/a.flac would both be written to a folder 'a': rename one or separate them in two runs"),
+        ]
+        for (inputs, message) in cases {
+            let e = try runTool(["separate"] + inputs + ["--prompts", "speech", "--model", model, "-o", dir + "/none", "--quiet"])
+            XCTAssertEqual(e.status, 1)
+            XCTAssertEqual(e.err, "tuss-codec: error: \(message)\n")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/none"))
+        }
+    }
+
     func testErrorsAreOneLineWithNonZeroExit() throws {
         let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
         let input = try writeAudio(testSignal(seconds: 0.5, rate: 16000, channels: 1), rate: 16000,
