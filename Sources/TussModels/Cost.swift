@@ -61,7 +61,7 @@ public enum ModelCost {
     }
 
     /// MACs of the latent masker for `frames` frames: the shared part (input projection and joint layers) and the
-    /// part every prompt adds (FiLM layers and mask head). Each frame attends to at most `window` frames (plus the
+    /// part every prompt adds (FiLM layers, mask head and the additive head if any). Each frame attends to at most `window` frames (plus the
     /// N+1 prompt tokens in the joint layers); the constant prompt-token work is left out.
     public static func masker(_ c: LatentMaskerConfig, frames: Int, prompts: Int) -> (shared: Double, perPrompt: Double) {
         let d = Double(c.modelDim), f = Double(c.ffnDim), t = Double(frames)
@@ -71,7 +71,8 @@ public enum ModelCost {
         let dense = t * (4 * d * d + 2 * d * f)
         let joint = Double(c.jointLayers) * (dense + 2 * d * (keys + t * Double(prompts + 1)))
         let shared = t * Double(c.latentDim) * d + joint
-        let perPrompt = Double(c.filmLayers) * (dense + 2 * d * keys) + t * d * Double(c.latentDim)
+        let heads = c.additive ? 2.0 : 1.0
+        let perPrompt = Double(c.filmLayers) * (dense + 2 * d * keys) + heads * t * d * Double(c.latentDim)
         return (shared, perPrompt)
     }
 }

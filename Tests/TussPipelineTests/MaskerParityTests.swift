@@ -38,6 +38,21 @@ final class MaskerParityTests: XCTestCase {
                          maxNearTies: 2)
     }
 
+    func testAdditiveHeadMatchesPyTorch() throws {
+        let dir = (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/masker-random-additive")
+        func file(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
+        let fixture = try loadFixture(case: file("case.safetensors"), masker: file("model.safetensors"), codec: file("codec.safetensors"))
+        XCTAssertTrue(fixture.masker.config.additive)
+        XCTAssertEqual(fixture.masker.config.json["additive"]?.boolValue, true)
+        try assertParity(fixture, maxNearTies: 2)
+        // Without its add_head the file is refused, naming the tensor.
+        let store = try Safetensors.load(file("model.safetensors"))
+        let without = try WeightStore(store.namedTensors.filter { $0.name != "add_head.weight" }, metadata: store.metadata)
+        XCTAssertThrowsError(try LatentMasker(config: fixture.masker.config, weights: without)) {
+            XCTAssertTrue("\($0)".contains("add_head.weight"), "\($0)")
+        }
+    }
+
     /// The shipped masker on the shipped codec; the fixture names both files by sha256, so a retrained model without
     /// a regenerated fixture fails here instead of passing against stale numbers.
     func testShippedMaskerMatchesTheRecipe() throws {

@@ -9,6 +9,8 @@
     joint_norm -> o_n (prompt outputs), g (frames)
     per prompt n, per FiLM layer l: g <- g * (1 + gamma) + beta, [gamma | beta] = film.l(o_n); layer film_stage.l
     out_norm, mask_head (D -> C): mask m_n (unbounded); output z * m_n                  (B, N, C, T)
+    config "additive": also add_head (D -> C): a_n; output z * m_n + a_n (a mask alone cannot move a latent
+    coordinate whose mixture value is near zero, nor change its sign)
 
 Layer (joint.<i>, film_stage.<l>): attn_norm, attn.qkv (D -> 3D, [q | k | v], head-major), attn.out, ffn_norm,
 ffn.in (D -> F), SiLU, ffn.out (F -> D); LayerNorm eps 1e-5.
@@ -136,6 +138,11 @@ class LatentMasker(nn.Module):
             nn.init.zeros_(f.bias)
         nn.init.normal_(self.mask_head.weight, std=0.01)
         nn.init.constant_(self.mask_head.bias, 0.5)
+        if config.get("additive"):
+            # Starts at zero: a masker grown with it computes exactly what it did before.
+            self.add_head = nn.Linear(d, c)
+            nn.init.zeros_(self.add_head.weight)
+            nn.init.zeros_(self.add_head.bias)
 
     def prompt_rows(self, prompts):
         names = self.config["prompts"]
@@ -143,6 +150,10 @@ class LatentMasker(nn.Module):
 
     def masks(self, latent, prompts, start: int = 0):
         """latent (B, C, T); prompts: B lists of N names -> masks (B, N, C, T)."""
+        return self.heads(latent, prompts, start)[0]
+
+    def heads(self, latent, prompts, start: int = 0):
+        """(masks, additive terms or None), each (B, N, C, T)."""
         b, _, t = latent.shape
         n = len(prompts[0])
         if any(len(p) != n for p in prompts):
@@ -165,12 +176,17 @@ class LatentMasker(nn.Module):
             gamma, beta = film(outputs).reshape(b * n, 1, 2 * d).split(d, dim=-1)
             g = g * (1 + gamma) + beta
             _, g = layer(None, g, cos, sin, allowed)
-        mask = self.mask_head(self.out_norm(g))                                   # (B*N, T, C)
-        return mask.view(b, n, t, -1).transpose(2, 3)
+        h = self.out_norm(g)
+        mask = self.mask_head(h).view(b, n, t, -1).transpose(2, 3)               # (B, N, C, T)
+        if not self.config.get("additive"):
+            return mask, None
+        return mask, self.add_head(h).view(b, n, t, -1).transpose(2, 3)
 
     def forward(self, latent, prompts, start: int = 0):
         """Masked latents (B, N, C, T), one per prompt, in prompt order."""
-        return latent[:, None] * self.masks(latent, prompts, start)
+        mask, add = self.heads(latent, prompts, start)
+        out = latent[:, None] * mask
+        return out if add is None else out + add
 
 
 def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
@@ -188,7 +204,7 @@ def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
     from growth import load_grown  # Training/ is on sys.path for every entry point
 
     outputs = ("attn.out.weight", "attn.out.bias", "ffn.out.weight", "ffn.out.bias")
-    return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith("film."))
+    return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith(("film.", "add_head.")))
 
 
 def export(model: LatentMasker, path, extra: dict | None = None):

@@ -177,6 +177,9 @@ def main(argv=None):
     ap.add_argument("--joint-layers", type=int, default=2)
     ap.add_argument("--film-layers", type=int, default=2)
     ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--additive", action="store_true",
+                    help="an additive head beside the mask (output z * m + a; docs/masker.md); with --init-from a "
+                         "mask-only donor it starts at zero, so step 0 scores the donor")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--lr-final", type=float, default=None,
@@ -234,7 +237,7 @@ def main(argv=None):
     latent_dim = int(codec.kwargs["latent_dim"])
     config = default_config(latent_dim, identity["name"], identity["sha256"], d_model=args.d_model, heads=args.heads,
                             ffn=args.ffn, joint_layers=args.joint_layers, film_layers=args.film_layers,
-                            window=args.window)
+                            window=args.window, **({"additive": True} if args.additive else {}))
     model = LatentMasker(config)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]

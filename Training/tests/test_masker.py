@@ -78,8 +78,9 @@ def test_export_round_trip(tmp_path):
         assert torch.equal(model(z, [["vocals"]]), again(z, [["vocals"]]))
 
 
-def test_committed_fixture_is_in_step():
-    fixture = REPO / "Tests" / "Fixtures" / "masker-random"
+@pytest.mark.parametrize("name", ["masker-random", "masker-random-additive"])
+def test_committed_fixture_is_in_step(name):
+    fixture = REPO / "Tests" / "Fixtures" / name
     r = subprocess.run([sys.executable, str(REPO / "Training/masker/make_fixture.py"), "--check", str(fixture)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -252,3 +253,26 @@ def test_lr_schedule_warms_up_then_decays_to_lr_final():
     assert masker_lr(9000, decay) == pytest.approx(3e-5)        # flat after the decay
     lrs = [masker_lr(s, decay) for s in range(100, 1001, 50)]
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_additive_head_grows_from_a_mask_only_donor_then_trains():
+    """A mask-only donor grown into an additive masker computes the donor's output (add_head starts at zero); the
+    head then gets gradients, and once non-zero it moves the output by exactly its own term."""
+    from masker.model import grow_from
+
+    donor = small_model()
+    config = dict(donor.config, additive=True)
+    grown = LatentMasker(config)
+    fresh = grow_from(grown, donor)
+    assert fresh == ["add_head.bias", "add_head.weight"]
+    z = torch.randn(2, 12, 11)
+    prompts = [["speech", "sfx-mix"], ["vocals", "other"]]
+    with torch.no_grad():
+        assert torch.equal(grown(z, prompts), donor(z, prompts))
+    grown(z, prompts).square().mean().backward()
+    assert grown.add_head.weight.grad.abs().sum() > 0 and grown.add_head.bias.grad.abs().sum() > 0
+    with torch.no_grad():
+        grown.add_head.bias.fill_(0.25)
+        assert torch.allclose(grown(z, prompts), donor(z, prompts) + 0.25, atol=1e-6)
+    with pytest.raises(ValueError):
+        grow_from(small_model(), grown)          # an additive donor does not fit a mask-only model

@@ -65,7 +65,7 @@ struct MaskerLayer: Sendable {
 /// Start and prompt tokens (prompt embedding plus slot embedding, so repeated prompts differ) run with the frames
 /// through `jointLayers` layers in which prompts see prompts and frame t sees the prompts and frames t−W+1 … t.
 /// Each prompt's output token gives FiLM scale and shift for `filmLayers` frame layers; a head then yields an
-/// unbounded mask on the latent.
+/// unbounded mask on the latent (and, with `config.additive`, a second head a term added to the masked latent).
 public struct LatentMasker: Sendable {
     /// The sizes, prompt vocabulary and codec identity the model was built with.
     public let config: LatentMaskerConfig
@@ -82,9 +82,13 @@ public struct LatentMasker: Sendable {
     let filmStage: [MaskerLayer]
     let outNorm: AffineLayerNorm
     let maskHead: Linear
+    /// With `config.additive`: the term added after masking. A mask alone cannot move a latent coordinate whose
+    /// mixture value is near zero, nor flip its sign, and a codec latent is not a sum of its sources' latents.
+    let addHead: Linear?
 
     /// Builds the masker from our parameter names (`input_proj`, `start_token`, `prompt_embed.weight`,
-    /// `slot_embed.weight`, `joint.<i>.*`, `joint_norm`, `film.<l>`, `film_stage.<l>.*`, `out_norm`, `mask_head`).
+    /// `slot_embed.weight`, `joint.<i>.*`, `joint_norm`, `film.<l>`, `film_stage.<l>.*`, `out_norm`, `mask_head`, and
+    /// `add_head` when `config.additive`).
     public init(config: LatentMaskerConfig, weights: WeightStore) throws(ModelError) {
         try self.init(config: config, reader: WeightReader(weights))
     }
@@ -116,6 +120,7 @@ public struct LatentMasker: Sendable {
         filmStage = layers
         outNorm = try AffineLayerNorm(w, "out_norm", dim: d)
         maskHead = try maskerLinear(w, "mask_head", inFeatures: d, outFeatures: c)
+        addHead = config.additive ? try maskerLinear(w, "add_head", inFeatures: d, outFeatures: c) : nil
     }
 
     /// Refuses prompt lists the masker cannot run: empty, longer than `maxPrompts`.

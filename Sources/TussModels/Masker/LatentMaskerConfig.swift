@@ -3,7 +3,8 @@ import TussWeights
 /// Hyper-parameters of the latent masker, as stored (JSON) in its model file's `tuss-codec.config` metadata.
 ///
 /// JSON keys: `latent_dim`, `d_model`, `heads`, `ffn`, `joint_layers`, `film_layers`, `window`, `prompts`,
-/// `max_prompts`, `codec` = `{"name": …, "sha256": …}` (the codec the masker was trained on).
+/// `max_prompts`, `codec` = `{"name": …, "sha256": …}` (the codec the masker was trained on), and the optional
+/// `additive` (default false).
 public struct LatentMaskerConfig: Sendable, Equatable {
     /// Channels of the codec latent (C).
     public var latentDim: Int
@@ -27,11 +28,13 @@ public struct LatentMaskerConfig: Sendable, Equatable {
     public var codecName: String
     /// Hex digest of that codec's weights, as `CodecIdentity.weightsHash` (64 lowercase hex digits).
     public var codecHash: String
+    /// Whether an additive head (`add_head`) follows the mask: output z ⊙ m + a instead of z ⊙ m.
+    public var additive: Bool
 
     /// Creates a configuration from its parts.
     public init(latentDim: Int, modelDim: Int = 128, heads: Int = 4, ffnDim: Int = 256, jointLayers: Int = 2,
                 filmLayers: Int = 2, window: Int = 64, prompts: [String], maxPrompts: Int = 8,
-                codecName: String, codecHash: String) {
+                codecName: String, codecHash: String, additive: Bool = false) {
         self.latentDim = latentDim
         self.modelDim = modelDim
         self.heads = heads
@@ -43,6 +46,7 @@ public struct LatentMaskerConfig: Sendable, Equatable {
         self.maxPrompts = maxPrompts
         self.codecName = codecName
         self.codecHash = codecHash
+        self.additive = additive
     }
 
     /// Reads the JSON object of a model file; every key is required.
@@ -60,10 +64,15 @@ public struct LatentMaskerConfig: Sendable, Equatable {
         guard let name = v["codec"]?["name"]?.stringValue, let hash = v["codec"]?["sha256"]?.stringValue else {
             throw .badConfig("masker config: 'codec' must be {\"name\": …, \"sha256\": …} of the codec it was trained on")
         }
+        var additive = false
+        if let flag = v["additive"] {
+            guard let b = flag.boolValue else { throw .badConfig("masker config: 'additive' must be true or false") }
+            additive = b
+        }
         self.init(latentDim: try int("latent_dim"), modelDim: try int("d_model"), heads: try int("heads"),
                   ffnDim: try int("ffn"), jointLayers: try int("joint_layers"), filmLayers: try int("film_layers"),
                   window: try int("window"), prompts: names, maxPrompts: try int("max_prompts"),
-                  codecName: name, codecHash: hash.lowercased())
+                  codecName: name, codecHash: hash.lowercased(), additive: additive)
         try validate()
     }
 
@@ -83,13 +92,15 @@ public struct LatentMaskerConfig: Sendable, Equatable {
     /// Width of one attention head.
     public var headDim: Int { modelDim / heads }
 
-    /// The JSON object written into model files.
+    /// The JSON object written into model files (`additive` only when set, as the recipe writes it).
     public var json: ConfigValue {
-        .object([
+        var object: [String: ConfigValue] = [
             "latent_dim": .int(latentDim), "d_model": .int(modelDim), "heads": .int(heads), "ffn": .int(ffnDim),
             "joint_layers": .int(jointLayers), "film_layers": .int(filmLayers), "window": .int(window),
             "prompts": .array(prompts.map { .string($0) }), "max_prompts": .int(maxPrompts),
             "codec": .object(["name": .string(codecName), "sha256": .string(codecHash)]),
-        ])
+        ]
+        if additive { object["additive"] = .bool(true) }
+        return .object(object)
     }
 }
