@@ -84,6 +84,7 @@ public struct ModelDescription: Sendable {
         } else if file.kind == .masker, let c = file.config, let m = try? LatentMaskerConfig(json: c) {
             s.append(("latent", "\(m.latentDim) channels"))
             s.append(("transformer", "D \(m.modelDim), \(m.heads) heads, FFN \(m.ffnDim), \(m.jointLayers) joint + \(m.filmLayers) FiLM layers"))
+            s.append(("output", m.additive ? "latent ⊙ mask + additive term" : "latent ⊙ mask"))
             s.append(("window", "\(m.window) frames (causal, lookahead 0)"))
             s.append(("prompts", "\(m.prompts.joined(separator: ", ")) (at most \(m.maxPrompts) per call)"))
             s.append(("codec", "\(m.codecName) (weights sha256 \(m.codecHash.prefix(16))…)"))

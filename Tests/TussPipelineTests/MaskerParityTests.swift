@@ -45,6 +45,12 @@ final class MaskerParityTests: XCTestCase {
         XCTAssertTrue(fixture.masker.config.additive)
         XCTAssertEqual(fixture.masker.config.json["additive"]?.boolValue, true)
         try assertParity(fixture, maxNearTies: 2)
+        // `info` says which output form a masker file has.
+        let info = try runTool(["info", file("model.safetensors")])
+        XCTAssertEqual(info.status, 0, info.err)
+        XCTAssertTrue(info.out.contains("output: latent ⊙ mask + additive term\n"), info.out)
+        let plain = try runTool(["info", (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/masker-random/model.safetensors")])
+        XCTAssertTrue(plain.out.contains("output: latent ⊙ mask\n"), plain.out)
         // Without its add_head the file is refused, naming the tensor.
         let store = try Safetensors.load(file("model.safetensors"))
         let without = try WeightStore(store.namedTensors.filter { $0.name != "add_head.weight" }, metadata: store.metadata)
