@@ -61,8 +61,8 @@ public enum ModelCost {
     }
 
     /// MACs of the latent masker for `frames` frames: the shared part (input projection and joint layers) and the
-    /// part every prompt adds (FiLM layers, mask head and the additive head if any). Each frame attends to at most `window` frames (plus the
-    /// N+1 prompt tokens in the joint layers); the constant prompt-token work is left out.
+    /// part every prompt adds (FiLM layers, mask head and the additive head if any). Each frame attends to at most
+    /// `window` frames (plus the N+1 prompt tokens in the joint layers); the constant prompt-token work is left out.
     public static func masker(_ c: LatentMaskerConfig, frames: Int, prompts: Int) -> (shared: Double, perPrompt: Double) {
         let d = Double(c.modelDim), f = Double(c.ffnDim), t = Double(frames)
         // Keys seen per frame, summed over the stream: the window fills up over the first W frames.

@@ -112,6 +112,17 @@ final class LatentMaskerTests: XCTestCase {
         XCTAssertThrowsError(try LatentMaskerConfig(json: json)) {
             XCTAssertEqual("\($0)", "model configuration is not usable: masker config: prompt 'sfx' has no embedding (prompts: speech)")
         }
+        // `additive` is optional, round-trips, and must be a boolean.
+        var additive = smallMaskerConfig()
+        additive.additive = true
+        XCTAssertEqual(try LatentMaskerConfig(json: additive.json), additive)
+        if case .object(var o) = smallMaskerConfig().json {
+            XCTAssertNil(o["additive"], "a mask-only config writes no 'additive' key, as the recipe")
+            o["additive"] = .string("yes")
+            XCTAssertThrowsError(try LatentMaskerConfig(json: .object(o))) {
+                XCTAssertEqual("\($0)", "model configuration is not usable: masker config: 'additive' must be true or false")
+            }
+        }
         var bad = smallMaskerConfig()
         bad.heads = 3
         XCTAssertThrowsError(try LatentMasker(randomWeightsFor: bad)) {

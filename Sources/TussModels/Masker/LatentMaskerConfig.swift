@@ -49,7 +49,7 @@ public struct LatentMaskerConfig: Sendable, Equatable {
         self.additive = additive
     }
 
-    /// Reads the JSON object of a model file; every key is required.
+    /// Reads the JSON object of a model file; every key but `additive` is required.
     public init(json v: ConfigValue) throws(ModelError) {
         func int(_ key: String) throws(ModelError) -> Int {
             guard let i = v[key]?.intValue, i > 0 else { throw .badConfig("masker config: '\(key)' must be a positive integer") }
