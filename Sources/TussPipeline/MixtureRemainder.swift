@@ -31,7 +31,7 @@ public enum MixtureRemainder: String, Sendable, CaseIterable {
             for i in remainder.indices { remainder[i] *= share }
             for p in 0..<outputs.count {
                 outputs[p][c].withUnsafeMutableBufferPointer { o in
-                    for i in 0..<o.count { o[i] += remainder[i] }
+                    for i in 0..<min(o.count, remainder.count) { o[i] += remainder[i] }
                 }
             }
         }
