@@ -203,7 +203,7 @@ struct Separate: ComputeCommand {
                 let r = try CodesSeparation.separateAudioFile(input: input, outputDirectory: dir, prompts: list, codec: codecHandle,
                                                               masker: maskerHandle, codebooks: codecPath.codebooks, float32: float32)
                 report(r)
-                try writePlot(dir, mixture: input, outputs: r.audio, prompts: list)
+                try writePlot(dir, mixture: input, outputs: r.audio, names: Prompt.outputNames(for: list))
             }
         }
     }
@@ -239,16 +239,14 @@ struct Separate: ComputeCommand {
         let r = try CodesSeparation.separateFile(input: codes, outputDirectory: dir, prompts: list, codec: codecHandle,
                                                  masker: maskerHandle, decode: decode, float32: float32)
         report(r)
-        try writePlot(dir, mixture: nil, outputs: r.audio, prompts: list)
+        try writePlot(dir, mixture: nil, outputs: r.audio, names: Prompt.outputNames(for: list))
     }
 
     /// With `--plot`, writes and prints `DIR/spectrograms.png`: the mixture (when there is audio of it) and the outputs.
-    func writePlot(_ dir: String, mixture: String?, outputs: [String], prompts list: [Prompt]) throws {
+    func writePlot(_ dir: String, mixture: String?, outputs: [String], names: [String]) throws {
         guard plot else { return }
         let png = (dir as NSString).appendingPathComponent("spectrograms.png")
         let files = (mixture.map { [$0] } ?? []) + outputs
-        var names = Prompt.outputNames(for: list)
-        if outputs.count > names.count { names.append(MixtureRemainder.residualName) }
         let labels = (mixture == nil ? [] : ["mixture"]) + names
         try SpectrogramPlot.plotFiles(files, labels: labels, output: png)
         print(png)
@@ -272,7 +270,7 @@ struct Separate: ComputeCommand {
             print(path)
             if clipped > 0 { printError("warning: \(clipped) samples clipped in \(path); use --float to keep them") }
         }
-        try writePlot(dir, mixture: input, outputs: report.outputs, prompts: list)
+        try writePlot(dir, mixture: input, outputs: report.outputs, names: report.names)
         if !quiet {
             printError(String(format: "separated %.1f s of audio in %.1f s (%.2fx real time)",
                               report.inputSeconds, report.wallSeconds, report.inputSeconds / max(report.wallSeconds, 1e-9)))

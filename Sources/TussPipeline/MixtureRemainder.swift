@@ -3,7 +3,7 @@
 ///
 /// A model's stems rarely sum back to the mixture exactly. Audio engineers remixing stems want them to, and a user who
 /// asked for one source may want "everything else" as well; the remainder serves both without changing the model.
-public enum MixtureRemainder: String, Sendable, CaseIterable {
+public enum MixtureRemainder: String, Sendable {
     /// Leave the outputs as the model made them; the remainder is not written.
     case ignored
     /// Write the remainder as one more output, `residual`, after the prompts' outputs: all outputs together sum to

@@ -29,6 +29,8 @@ public struct SeparationOptions: Sendable {
 public struct SeparationReport: Sendable {
     /// One path per prompt, in prompt order, then the residual's with `MixtureRemainder.residualStem`.
     public var outputs: [String]
+    /// The name of each output, same order (`speech-1`, …, `residual`).
+    public var names: [String]
     /// Samples clipped when writing each output (same order) to an integer format.
     public var clippedSamples: [Int]
     public var inputSeconds: Double
@@ -119,7 +121,11 @@ public final class SpectralSeparator: @unchecked Sendable {
                 var block = pending.map { $0.map { Array($0[0..<n]) } }
                 pending = pending.map { $0.map { Array($0[n...]) } }
                 if let mixture {
-                    let x = try Self.read(exactly: n, from: mixture, channels: info.channels)
+                    // `read(frames:)` returns short only at the end of the file, which the outputs already counted.
+                    let x = try mixture.read(frames: n)
+                    guard x.first?.count == n else {
+                        throw PipelineError.failed("\(input) ended early on the second read; was it changed during separation?")
+                    }
                     switch options.remainder {
                     case .ignored: break
                     case .spread: MixtureRemainder.spread(&block, mixture: x)
@@ -148,27 +154,12 @@ public final class SpectralSeparator: @unchecked Sendable {
                 })
             }
             for w in writers { try w.finish() }
-            return SeparationReport(outputs: paths, clippedSamples: writers.map(\.clippedSamples),
+            return SeparationReport(outputs: paths, names: names, clippedSamples: writers.map(\.clippedSamples),
                                     inputSeconds: info.duration, wallSeconds: Date().timeIntervalSince(started),
                                     warnings: Prompt.warnings(for: prompts))
         } catch {
             throw pipelineError(error)
         }
-    }
-
-    /// Reads exactly `n` frames (decoders may return short blocks); a file that ends early is an error, as the
-    /// outputs already count on those samples.
-    static func read(exactly n: Int, from reader: AudioFileReader, channels: Int) throws -> [[Float]] {
-        var out = [[Float]](repeating: [], count: channels)
-        for c in 0..<channels { out[c].reserveCapacity(n) }
-        while out[0].count < n {
-            let block = try reader.read(frames: n - out[0].count)
-            guard let first = block.first, !first.isEmpty else {
-                throw PipelineError.failed("the input ended \(n - out[0].count) frames early on the second read; was it changed during separation?")
-            }
-            for c in 0..<channels { out[c] += block[c] }
-        }
-        return out
     }
 
     /// The output container and format for an input format: lossless inputs keep theirs; lossy inputs are written

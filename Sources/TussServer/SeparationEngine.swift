@@ -134,10 +134,8 @@ public final class SeparationEngine: Sendable {
                 } catch {
                     throw .internalError("spectral separation failed: \(error)")
                 }
-                var names = Prompt.outputNames(for: prompts)
-                if remainder == .residualStem { names.append(MixtureRemainder.residualName) }
                 var entries: [StemContainer.Entry] = []
-                for (name, file) in zip(names, report.outputs) {
+                for (name, file) in zip(report.names, report.outputs) {
                     let ext = (file as NSString).pathExtension
                     do { entries.append(.init(name: name, mediaType: "audio/\(ext)", data: try Data(contentsOf: URL(fileURLWithPath: file)))) } catch {
                         throw .internalError("cannot read the separated '\(name)': \(error)")

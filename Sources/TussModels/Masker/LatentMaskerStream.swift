@@ -180,7 +180,6 @@ public struct LatentMaskerStream: Sendable {
         }
         var outputs: [Tensor] = []
         var mask = Tensor(zeros: [rows, channels])
-        var add = Tensor(zeros: masker.addHead == nil ? [0] : [rows, channels])
         for n in 0..<promptCount {
             var g = shared
             let parameters = filmParameters[n]
@@ -198,24 +197,23 @@ public struct LatentMaskerStream: Sendable {
             }
             var out = Tensor(zeros: [channels, rows])
             g.data.withUnsafeMutableBufferPointer { gb in mask.data.withUnsafeMutableBufferPointer { mb in
-            add.data.withUnsafeMutableBufferPointer { ab in
             latent.data.withUnsafeBufferPointer { zb in out.data.withUnsafeMutableBufferPointer { ob in
                 guard let gp = gb.baseAddress, let mp = mb.baseAddress, let zp = zb.baseAddress, let op = ob.baseAddress else { return }
                 masker.outNorm.apply(gp, into: gp, rows: rows)
                 masker.maskHead.apply(gp, rows: rows, into: mp)
-                if let addHead = masker.addHead, let ap = ab.baseAddress {
-                    addHead.apply(gp, rows: rows, into: ap)
+                // The additive head's term reuses the mask buffer once the product has consumed the mask.
+                for ch in 0..<channels {
+                    let z = zp + ch * rows, o = op + ch * rows
+                    for t in 0..<rows { o[t] = z[t] * mp[t * channels + ch] }
+                }
+                if let addHead = masker.addHead {
+                    addHead.apply(gp, rows: rows, into: mp)
                     for ch in 0..<channels {
-                        let z = zp + ch * rows, o = op + ch * rows
-                        for t in 0..<rows { o[t] = z[t] * mp[t * channels + ch] + ap[t * channels + ch] }
-                    }
-                } else {
-                    for ch in 0..<channels {
-                        let z = zp + ch * rows, o = op + ch * rows
-                        for t in 0..<rows { o[t] = z[t] * mp[t * channels + ch] }
+                        let o = op + ch * rows
+                        for t in 0..<rows { o[t] += mp[t * channels + ch] }
                     }
                 }
-            } } } } }
+            } } } }
             outputs.append(out)
         }
         position += rows
