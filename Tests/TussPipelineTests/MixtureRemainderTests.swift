@@ -83,10 +83,11 @@ final class MixtureRemainderTests: XCTestCase {
                                    to: (dir as NSString).appendingPathComponent("mix.wav"))
         let model = try smallModelPath()
         let out = (dir as NSString).appendingPathComponent("stems")
-        let r = try runTool(["separate", input, "--prompts", "speech", "--model", model, "-o", out, "--residual", "--quiet"])
+        let r = try runTool(["separate", input, "--prompts", "speech", "--model", model, "-o", out, "--residual", "--plot", "--quiet"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertEqual(r.out.split(separator: "\n").map(String.init),
-                       ["speech.wav", "residual.wav"].map { (out as NSString).appendingPathComponent($0) })
+                       ["speech.wav", "residual.wav", "spectrograms.png"].map { (out as NSString).appendingPathComponent($0) },
+                       "the plot labels the residual too (one label per file)")
         let s = try runTool(["separate", input, "--prompts", "speech,sfx-mix", "--model", model, "-o", out + "-s", "--sum-to-mix", "--quiet"])
         XCTAssertEqual(s.status, 0, s.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "-s/residual.wav"))
