@@ -57,6 +57,29 @@ TEMPLATES = (
     (0.3, ("speech", "drums", "bass", "other")),
 )
 
+
+
+def parse_template_weights(spec: str) -> dict:
+    """Parses ``"speech+sfx-mix=6,speech+speech=3"`` into ``{("speech", "sfx-mix"): 6.0, ...}``.
+
+    Each key must name one of TEMPLATES exactly (prompts in the order written there), so a typo cannot add a template
+    silently; a weight of 0 removes one.
+    """
+    known = {t for _, t in TEMPLATES}
+    out = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, value = part.partition("=")
+        key = tuple(name.strip().split("+"))
+        if not sep or key not in known:
+            names = ", ".join("+".join(t) for _, t in TEMPLATES)
+            raise ValueError(f"template weight {part!r}: expected <template>=<weight> with a template among {names}")
+        weight = float(value)
+        if not weight >= 0:
+            raise ValueError(f"template weight {part!r}: the weight must be 0 or more")
+        out[key] = weight
+    return out
+
+
 _ARRAY_CACHE: dict = {}
 _BLOCK = 4000  # 0.25 s at 16 kHz: granularity of the stem-activity map
 
@@ -106,6 +129,8 @@ class MixtureSampler:
         seed: base seed; ``sample(i)`` uses ``np.random.default_rng([seed, i])``.
         preload: load the category arrays fully into memory (default) instead of memory-mapping them.
         prompt_weights / template_prob: control how prompts are drawn (see module constants).
+        template_weights: replaces the weights of some TEMPLATES (``parse_template_weights``), e.g. to draw the
+            speech tasks more often in a fine-tune.
         onfly_sfx_mix_prob / onfly_music_mix_prob: chance that an sfx-mix / music-mix source is built
             on the fly from several sfx clips / all stems of a song rather than taken from a recording.
         loose_stem_prob: chance that a lone instrument prompt uses a stem clip that has no song (e.g. the
@@ -114,7 +139,7 @@ class MixtureSampler:
 
     def __init__(self, index_path: str, split: str, sample_rate: int = 16000, seconds: float = 4.0, seed: int = 0,
                  preload: bool = True, prompt_weights: dict | None = None, template_prob: float = DEFAULT_TEMPLATE_PROB,
-                 onfly_sfx_mix_prob: float = 0.7, onfly_music_mix_prob: float = 0.3, loose_stem_prob: float = 0.3):
+                 template_weights: dict | None = None, onfly_sfx_mix_prob: float = 0.7, onfly_music_mix_prob: float = 0.3, loose_stem_prob: float = 0.3):
         with open(index_path, encoding="utf-8") as f:
             index = json.load(f)
         if int(index["sample_rate"]) != int(sample_rate):
@@ -152,7 +177,12 @@ class MixtureSampler:
         if prompt_weights:
             w.update(prompt_weights)
         self.prompt_weights = w
-        self._templates = [(wt, t) for wt, t in TEMPLATES if self._feasible(t)]
+        chosen = dict(template_weights or {})
+        unknown = set(chosen) - {t for _, t in TEMPLATES}
+        if unknown:
+            raise ValueError(f"unknown templates {sorted(unknown)}")
+        self._templates = [(chosen.get(t, wt), t) for wt, t in TEMPLATES
+                           if chosen.get(t, wt) > 0 and self._feasible(t)]
         self._trace = None
         self._activity: dict = {}
 
@@ -557,4 +587,4 @@ def collate_mixtures(batch: list) -> dict:
 
 
 __all__ = ["MixtureSampler", "MixtureDataset", "MixtureIterableDataset", "collate_mixtures", "sample_task",
-           "CATEGORIES", "INSTRUMENTS", "TASKS"]
+           "parse_template_weights", "CATEGORIES", "INSTRUMENTS", "TASKS"]

@@ -124,3 +124,32 @@ def test_sample_task_kinds_use_eval_clips_and_distinct_speakers():
                 assert not (g1 & g2), "the two speakers must differ"
             if task == "mss":
                 assert len({c["song"] for t in trace for c in t}) == 1, "stems from one song"
+
+
+def test_template_weights_parse_and_refuse_unknown_templates():
+    from data.mixtures import parse_template_weights
+
+    assert parse_template_weights("speech+sfx-mix=6, speech+speech=0") == {("speech", "sfx-mix"): 6.0,
+                                                                          ("speech", "speech"): 0.0}
+    assert parse_template_weights("") == {}
+    for bad in ("sfx-mix+speech=2", "speech+sfx-mix", "speech+sfx-mix=-1", "speech+sfx-mix=nan"):
+        with pytest.raises(ValueError):
+            parse_template_weights(bad)
+
+
+@pytest.mark.skipif(not os.path.exists(INDEX), reason="cache not built (run Training/data/collect.py)")
+def test_template_weights_change_how_often_a_template_is_drawn():
+    from data.mixtures import MixtureSampler
+
+    def share_of_se(**kw):
+        s = MixtureSampler(INDEX, "train", seconds=1.0, seed=5, preload=False, **kw)
+        rng = np.random.default_rng(0)
+        draws = [sorted(s.sample_prompts(rng)) for _ in range(2000)]
+        return sum(d == ["sfx-mix", "speech"] for d in draws) / len(draws)
+
+    base = share_of_se()
+    focused = share_of_se(template_prob=1.0, template_weights={("speech", "sfx-mix"): 100.0})
+    only_others = share_of_se(template_prob=1.0, template_weights={("speech", "sfx-mix"): 0.0})
+    assert 0.03 < base < 0.3
+    assert focused > 0.85
+    assert only_others == 0.0

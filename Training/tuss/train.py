@@ -193,9 +193,17 @@ class SyntheticSampler:
 def make_sampler(args, split):
     if args.synthetic:
         return SyntheticSampler(split, args.sample_rate, args.seconds, args.seed)
-    from data.mixtures import MixtureSampler
+    from data.mixtures import MixtureSampler, parse_template_weights
 
-    return MixtureSampler(args.index, split, sample_rate=args.sample_rate, seconds=args.seconds, seed=args.seed)
+    # Only training draws change: validation keeps the default mixture distribution, so its scores stay comparable
+    # with every earlier run's log.
+    extra = {}
+    if split == "train":
+        extra["template_prob"] = args.template_prob
+        if args.template_weights:
+            extra["template_weights"] = parse_template_weights(args.template_weights)
+    return MixtureSampler(args.index, split, sample_rate=args.sample_rate, seconds=args.seconds, seed=args.seed,
+                          **extra)
 
 
 def get_item(sampler, i):
@@ -362,6 +370,10 @@ def main(argv=None):
     ap.add_argument("--weight-decay", type=float, default=1e-2)
     ap.add_argument("--clip", type=float, default=5.0)
     ap.add_argument("--prompt-dropout", type=float, default=0.25)
+    ap.add_argument("--template-prob", type=float, default=0.5,
+                    help="chance that a training mixture follows a task template rather than a free prompt draw")
+    ap.add_argument("--template-weights", default="",
+                    help="new weights for some templates, e.g. 'speech+sfx-mix=6,speech+speech=3' (training only)")
     ap.add_argument("--plateau", type=int, default=8, help="halve LR after this many validations without gain")
     ap.add_argument("--min-lr-scale", type=float, default=1 / 16)
     ap.add_argument("--val-items", type=int, default=48)
