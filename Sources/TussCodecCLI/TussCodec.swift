@@ -160,6 +160,12 @@ struct Separate: ComputeCommand {
         """)
     var sumToMix = false
 
+    @Option(help: """
+        Spectral path: separate each chunk N times, the input delayed by a fraction of the STFT hop each time, and \
+        average (1-16; N times the compute; 4 gains ~0.2 dB SI-SDR on our eval set).
+        """)
+    var shifts: Int = 1
+
     @OptionGroup var compute: ComputeOptions
 
     /// The remainder option of the spectral path, refused where it cannot apply.
@@ -179,6 +185,9 @@ struct Separate: ComputeCommand {
     func execute() throws {
         let list = try Prompt.parseList(prompts)
         let remainder = try remainder
+        if shifts != 1 && (codes != nil || path != "spectral") {
+            throw CLIError("--shifts applies to the spectral path (audio input without --path codec)")
+        }
         if let codes {
             guard inputs.isEmpty else { throw CLIError("give input audio files or --codes FILE, not both") }
             try separateCodes(codes, list)
@@ -193,7 +202,8 @@ struct Separate: ComputeCommand {
         case "spectral":
             let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
             let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(), options: SeparationOptions(
-                chunkSeconds: chunk, overlapSeconds: overlap, float32: float32, quiet: quiet, remainder: remainder))
+                chunkSeconds: chunk, overlapSeconds: overlap, float32: float32, quiet: quiet, remainder: remainder,
+                shifts: shifts))
             for w in Prompt.warnings(for: list) { printError(w) }
             for (input, dir) in jobs { try separateSpectral(input, list, dir, separator) }
         default:
@@ -558,6 +568,9 @@ struct Eval: ComputeCommand {
     @Flag(help: "Spectral path: score the outputs after sharing out what they miss so they sum to the mixture (as separate --sum-to-mix).")
     var sumToMix = false
 
+    @Option(help: "Spectral path: passes per chunk on shifted input, averaged (as separate --shifts).")
+    var shifts: Int = 1
+
     @Flag(help: "No progress output.")
     var quiet = false
 
@@ -569,6 +582,9 @@ struct Eval: ComputeCommand {
         }
         if sumToMix && path != "spectral" && path != "both" {
             throw CLIError("--sum-to-mix applies to the spectral path (--path spectral or both)")
+        }
+        if shifts != 1 && path != "spectral" && path != "both" {
+            throw CLIError("--shifts applies to the spectral path (--path spectral or both)")
         }
         let selected = tasks.map { Set($0.split(separator: ",").map(String.init)) }
         let progress: (Int, Int) -> Void = { done, total in
@@ -592,7 +608,8 @@ struct Eval: ComputeCommand {
             let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
             let separator = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
                                                   options: SeparationOptions(chunkSeconds: chunk, quiet: true,
-                                                                             remainder: sumToMix ? .spread : .ignored))
+                                                                             remainder: sumToMix ? .spread : .ignored,
+                                                                             shifts: shifts))
             spectralScores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected, progress: progress)
         }
         if let oracleCodec {

@@ -17,9 +17,7 @@ struct OverlapChunker {
     init(chunk: Int, overlap: Int, promptKeys: [String]) {
         self.chunk = max(chunk, 1)
         self.overlap = min(max(overlap, 0), max(chunk - 1, 0))
-        var groups: [String: [Int]] = [:]
-        for (i, k) in promptKeys.enumerated() { groups[k, default: []].append(i) }
-        repeatedGroups = groups.values.filter { $0.count > 1 }.sorted { $0[0] < $1[0] }
+        repeatedGroups = repeatedPromptGroups(promptKeys)
     }
 
     /// Adds samples; returns the samples finished so far, one array per output.
@@ -54,7 +52,7 @@ struct OverlapChunker {
         guard let tail, overlap > 0 else { return }
         let n = min(overlap, y.first?.count ?? 0)
         for group in repeatedGroups {
-            let order = bestOrder(group: group, y: y, tail: tail, n: n)
+            let order = bestOrder(group: group, y: y, reference: tail, n: n)
             let reordered = order.map { y[$0] }
             for (slot, i) in group.enumerated() { y[i] = reordered[slot] }
         }
@@ -66,44 +64,55 @@ struct OverlapChunker {
             }
         }
     }
+}
 
-    /// The order of `group`'s outputs that best matches the previous chunk's tails (normalised correlation).
-    private func bestOrder(group: [Int], y: [[Float]], tail: [[Float]], n: Int) -> [Int] {
-        func corr(_ a: [Float], _ b: [Float]) -> Double {
-            var ab = 0.0, aa = 0.0, bb = 0.0
-            for t in 0..<n { let x = Double(a[t]), z = Double(b[t]); ab += x * z; aa += x * x; bb += z * z }
-            return ab / max((aa * bb).squareRoot(), 1e-20)
-        }
-        let g = group.count
-        var score = [[Double]](repeating: [Double](repeating: 0, count: g), count: g)
-        for (slot, target) in group.enumerated() {
-            for (j, candidate) in group.enumerated() { score[slot][j] = corr(y[candidate], tail[target]) }
-        }
-        // Exhaustive for small groups (≤ 6! = 720 orders), greedy beyond.
-        var best = Array(0..<g)
-        if g <= 6 {
-            var bestScore = -Double.infinity
-            var perm = Array(0..<g)
-            func visit(_ k: Int) {
-                if k == g {
-                    var s = 0.0
-                    for slot in 0..<g { s += score[slot][perm[slot]] }
-                    if s > bestScore { bestScore = s; best = perm }
-                    return
-                }
-                for i in k..<g { perm.swapAt(k, i); visit(k + 1); perm.swapAt(k, i) }
-            }
-            visit(0)
-        } else {
-            var used = Set<Int>()
-            for slot in 0..<g {
-                let j = (0..<g).filter { !used.contains($0) }.max { score[slot][$0] < score[slot][$1] } ?? slot
-                used.insert(j)
-                best[slot] = j
-            }
-        }
-        return best.map { group[$0] }
+/// The order of `group`'s outputs in `y` that best matches `reference` on the first `n` samples (normalised
+/// correlation): `result[slot]` is the output of `y` that should take the place of `group[slot]`.
+///
+/// Outputs of a repeated prompt (`speech, speech`) come in no fixed order, so every pass that is combined with
+/// another (chunk overlap, shifted passes) must first be put in the other's order.
+func bestOrder(group: [Int], y: [[Float]], reference: [[Float]], n: Int) -> [Int] {
+    func corr(_ a: [Float], _ b: [Float]) -> Double {
+        var ab = 0.0, aa = 0.0, bb = 0.0
+        for t in 0..<n { let x = Double(a[t]), z = Double(b[t]); ab += x * z; aa += x * x; bb += z * z }
+        return ab / max((aa * bb).squareRoot(), 1e-20)
     }
+    let g = group.count
+    var score = [[Double]](repeating: [Double](repeating: 0, count: g), count: g)
+    for (slot, target) in group.enumerated() {
+        for (j, candidate) in group.enumerated() { score[slot][j] = corr(y[candidate], reference[target]) }
+    }
+    // Exhaustive for small groups (≤ 6! = 720 orders), greedy beyond.
+    var best = Array(0..<g)
+    if g <= 6 {
+        var bestScore = -Double.infinity
+        var perm = Array(0..<g)
+        func visit(_ k: Int) {
+            if k == g {
+                var s = 0.0
+                for slot in 0..<g { s += score[slot][perm[slot]] }
+                if s > bestScore { bestScore = s; best = perm }
+                return
+            }
+            for i in k..<g { perm.swapAt(k, i); visit(k + 1); perm.swapAt(k, i) }
+        }
+        visit(0)
+    } else {
+        var used = Set<Int>()
+        for slot in 0..<g {
+            let j = (0..<g).filter { !used.contains($0) }.max { score[slot][$0] < score[slot][$1] } ?? slot
+            used.insert(j)
+            best[slot] = j
+        }
+    }
+    return best.map { group[$0] }
+}
+
+/// Groups of output indices that share a prompt key (only groups of two or more), in order of first index.
+func repeatedPromptGroups(_ keys: [String]) -> [[Int]] {
+    var groups: [String: [Int]] = [:]
+    for (i, k) in keys.enumerated() { groups[k, default: []].append(i) }
+    return groups.values.filter { $0.count > 1 }.sorted { $0[0] < $1[0] }
 }
 
 func cosPi(_ x: Double) -> Double { cos(Double.pi * x) }

@@ -14,14 +14,21 @@ public struct SeparationOptions: Sendable {
     public var quiet = false
     /// What becomes of the input the outputs do not account for (default: nothing).
     public var remainder: MixtureRemainder = .ignored
+    /// Passes per chunk, each on the input delayed by a fraction of the STFT hop, averaged (1 ... 16; compute grows
+    /// in proportion).
+    public var shifts: Int = 1
+
+    /// The largest `shifts` accepted: beyond it the delays (fractions of one hop) stop differing usefully.
+    public static let maximumShifts = 16
 
     public init(chunkSeconds: Double? = nil, overlapSeconds: Double = 1, float32: Bool = false, quiet: Bool = false,
-                remainder: MixtureRemainder = .ignored) {
+                remainder: MixtureRemainder = .ignored, shifts: Int = 1) {
         self.chunkSeconds = chunkSeconds
         self.overlapSeconds = overlapSeconds
         self.float32 = float32
         self.quiet = quiet
         self.remainder = remainder
+        self.shifts = shifts
     }
 }
 
@@ -54,6 +61,9 @@ public final class SpectralSeparator: @unchecked Sendable {
         guard options.overlapSeconds >= 0, options.overlapSeconds < chunk else {
             throw .badInput("--overlap must be at least 0 and shorter than the chunk (\(chunk) s)")
         }
+        guard (1...SeparationOptions.maximumShifts).contains(options.shifts) else {
+            throw .badInput("--shifts must be between 1 and \(SeparationOptions.maximumShifts)")
+        }
     }
 
     var chunkSamples: Int { Int(((options.chunkSeconds ?? model.config.segmentSeconds) * Double(model.config.sampleRate)).rounded()) }
@@ -62,7 +72,7 @@ public final class SpectralSeparator: @unchecked Sendable {
     /// A streaming separator for `channels` channels at `sampleRate`.
     func stream(prompts: [Prompt], sampleRate: Int, channels: Int) throws -> SeparationStream {
         try SeparationStream(model: model, prompts: prompts, sampleRate: sampleRate, channels: channels,
-                             chunk: chunkSamples, overlap: overlapSamples)
+                             chunk: chunkSamples, overlap: overlapSamples, shifts: options.shifts)
     }
 
     /// Separates in-memory audio (`[channels][samples]`) into `[prompt][channel][samples]` of the same length;
@@ -187,15 +197,16 @@ func fitLength(_ x: [Float], _ length: Int) -> [Float] {
 
 /// The resample → chunk → separate → stitch → resample chain for one stream of multi-channel audio.
 final class SeparationStream {
-    let model: TUSSModel
+    let passes: ShiftedPasses
     let prompts: [Prompt]
     let channels: Int
     let toModel: Resampler?
     let fromModel: [Resampler]?
     var chunkers: [OverlapChunker]
 
-    init(model: TUSSModel, prompts: [Prompt], sampleRate: Int, channels: Int, chunk: Int, overlap: Int) throws {
-        self.model = model
+    init(model: TUSSModel, prompts: [Prompt], sampleRate: Int, channels: Int, chunk: Int, overlap: Int,
+         shifts: Int = 1) throws {
+        passes = ShiftedPasses(model: model, prompts: prompts, passes: shifts)
         self.prompts = prompts
         self.channels = channels
         let rate = model.config.sampleRate
@@ -210,7 +221,7 @@ final class SeparationStream {
         let x = try toModel?.process(planar) ?? planar
         var perChannel: [[[Float]]] = []
         for c in 0..<channels {
-            perChannel.append(try chunkers[c].push(x[c], outputs: prompts.count) { try model.separate($0, prompts: prompts) })
+            perChannel.append(try chunkers[c].push(x[c], outputs: prompts.count) { try passes.separate($0) })
         }
         return try back(perChannel)
     }
@@ -221,14 +232,14 @@ final class SeparationStream {
         if let toModel {
             let rest = try toModel.flush()
             for c in 0..<channels {
-                var out = try chunkers[c].push(rest[c], outputs: prompts.count) { try model.separate($0, prompts: prompts) }
-                let tail = try chunkers[c].finish(outputs: prompts.count) { try model.separate($0, prompts: prompts) }
+                var out = try chunkers[c].push(rest[c], outputs: prompts.count) { try passes.separate($0) }
+                let tail = try chunkers[c].finish(outputs: prompts.count) { try passes.separate($0) }
                 for p in 0..<out.count { out[p] += tail[p] }
                 perChannel.append(out)
             }
         } else {
             for c in 0..<channels {
-                perChannel.append(try chunkers[c].finish(outputs: prompts.count) { try model.separate($0, prompts: prompts) })
+                perChannel.append(try chunkers[c].finish(outputs: prompts.count) { try passes.separate($0) })
             }
         }
         var out = try back(perChannel)
