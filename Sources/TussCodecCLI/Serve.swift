@@ -56,6 +56,9 @@ struct Serve: ComputeCommand {
     @Option(help: "Seconds SIGTERM waits for open streams to finish.")
     var drainTimeout = 30.0
 
+    @Option(help: "Spectral path: passes per chunk on shifted input, averaged, as separate --shifts (N times the compute per request).")
+    var shifts = 1
+
     @Flag(help: "Log every request.")
     var verbose = false
 
@@ -67,7 +70,7 @@ struct Serve: ComputeCommand {
         try limits.validate()
         let modelPath = try model ?? DefaultModels.path(DefaultModels.separator, what: "separation model")
         let spectral = try SpectralSeparator(model: try ModelFile.open(modelPath).tussModel(),
-                                             options: SeparationOptions(quiet: true))
+                                             options: SeparationOptions(quiet: true, shifts: shifts))
         let codecHandle = try codec.map { try CodecHandle.open($0) }
             ?? (try? CodecHandle.open(DefaultModels.path(DefaultModels.codec, what: "codec")))
         if codecHandle == nil { printError("warning: no codec loaded (pass --codec): only the spectral path is served") }

@@ -35,6 +35,31 @@ final class BatchRouteTests: XCTestCase {
         }
     }
 
+    /// `serve --shifts N` reaches every spectral request: the response is the shifted separation, not the plain one.
+    func testShiftsOfTheServedSeparatorApplyToRequests() async throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
+        let plain = try embeddedSpectral()
+        let shifted = try SpectralSeparator(model: plain.model, options: SeparationOptions(quiet: true, shifts: 2))
+        let server = try SeparationServer(engine: try SeparationEngine(spectral: shifted, codec: nil, masker: nil), limits: ServerLimits())
+        let x = signal(seconds: 1.0, rate: 16000, channels: 1)
+        let input = try Data(contentsOf: URL(fileURLWithPath: try writeWAV(x, rate: 16000, to: (dir as NSString).appendingPathComponent("mix.wav"))))
+        let response = try await withServer(server) { port in try await post(port, "/v1/separate?prompts=speech", body: input) }
+        XCTAssertEqual(response.status, 200, String(decoding: response.body, as: UTF8.self))
+        let entry = try XCTUnwrap(try StemContainer.decode(response.body).entries.first)
+        let path = (dir as NSString).appendingPathComponent("speech.wav")
+        try entry.data.write(to: URL(fileURLWithPath: path))
+        let audio = try AudioFileReader(path: path).readAll()[0]
+        let prompts = try Prompt.parseList("speech")
+        let expected = try shifted.separate(x, sampleRate: 16000, prompts: prompts)[0][0]
+        let unshifted = try plain.separate(x, sampleRate: 16000, prompts: prompts)[0][0]
+        XCTAssertLessThan(zip(audio, expected).map { abs($0 - $1) }.max() ?? 1, 1e-5)
+        XCTAssertGreaterThan(zip(audio, unshifted).map { abs($0 - $1) }.max() ?? 0, 1e-4)
+
+        let bad = try runTool(["serve", "--port", "0", "--shifts", "0"], timeout: 60)
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertEqual(bad.err, "tuss-codec: error: --shifts must be between 1 and 16\n")
+    }
+
     func testRemainderAsAResidualEntryOrSharedOut() async throws {
         let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
         let engine = try SeparationEngine(spectral: try embeddedSpectral(), codec: nil, masker: nil)
