@@ -153,3 +153,18 @@ def test_template_weights_change_how_often_a_template_is_drawn():
     assert 0.03 < base < 0.3
     assert focused > 0.85
     assert only_others == 0.0
+
+
+@pytest.mark.skipif(not os.path.exists(INDEX), reason="cache not built (run Training/data/collect.py)")
+def test_make_sampler_serves_recipes_without_the_template_options():
+    import argparse
+
+    from tuss.train import make_sampler
+
+    # The masker recipe shares make_sampler and has no template options.
+    bare = argparse.Namespace(synthetic=False, index=INDEX, sample_rate=16000, seconds=1.0, seed=0)
+    assert make_sampler(bare, "train").template_prob == 0.5
+    tuned = argparse.Namespace(**vars(bare), template_prob=0.9, template_weights="speech+speech=0")
+    s = make_sampler(tuned, "train")
+    assert s.template_prob == 0.9 and ("speech", "speech") not in [t for _, t in s._templates]
+    assert make_sampler(tuned, "valid").template_prob == 0.5, "validation keeps the default draw"

@@ -197,10 +197,12 @@ def make_sampler(args, split):
 
     # Only training draws change: validation keeps the default mixture distribution, so its scores stay comparable
     # with every earlier run's log.
+    # Other recipes (the codec, the masker) share this sampler without the template options.
     extra = {}
     if split == "train":
-        extra["template_prob"] = args.template_prob
-        if args.template_weights:
+        if getattr(args, "template_prob", None) is not None:
+            extra["template_prob"] = args.template_prob
+        if getattr(args, "template_weights", ""):
             extra["template_weights"] = parse_template_weights(args.template_weights)
     return MixtureSampler(args.index, split, sample_rate=args.sample_rate, seconds=args.seconds, seed=args.seed,
                           **extra)
