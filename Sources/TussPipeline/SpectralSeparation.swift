@@ -18,7 +18,7 @@ public struct SeparationOptions: Sendable {
     /// in proportion).
     public var shifts: Int = 1
 
-    /// The largest `shifts` accepted: beyond it the delays (fractions of one hop) stop differing usefully.
+    /// The largest `shifts` accepted: a bound on the compute one option can ask for.
     public static let maximumShifts = 16
 
     public init(chunkSeconds: Double? = nil, overlapSeconds: Double = 1, float32: Bool = false, quiet: Bool = false,
