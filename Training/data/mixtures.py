@@ -58,7 +58,6 @@ TEMPLATES = (
 )
 
 
-
 def parse_template_weights(spec: str) -> dict:
     """Parses ``"speech+sfx-mix=6,speech+speech=3"`` into ``{("speech", "sfx-mix"): 6.0, ...}``.
 
@@ -139,7 +138,8 @@ class MixtureSampler:
 
     def __init__(self, index_path: str, split: str, sample_rate: int = 16000, seconds: float = 4.0, seed: int = 0,
                  preload: bool = True, prompt_weights: dict | None = None, template_prob: float = DEFAULT_TEMPLATE_PROB,
-                 template_weights: dict | None = None, onfly_sfx_mix_prob: float = 0.7, onfly_music_mix_prob: float = 0.3, loose_stem_prob: float = 0.3):
+                 template_weights: dict | None = None, onfly_sfx_mix_prob: float = 0.7,
+                 onfly_music_mix_prob: float = 0.3, loose_stem_prob: float = 0.3):
         with open(index_path, encoding="utf-8") as f:
             index = json.load(f)
         if int(index["sample_rate"]) != int(sample_rate):

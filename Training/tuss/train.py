@@ -196,8 +196,7 @@ def make_sampler(args, split):
     from data.mixtures import MixtureSampler, parse_template_weights
 
     # Only training draws change: validation keeps the default mixture distribution, so its scores stay comparable
-    # with every earlier run's log.
-    # Other recipes (the codec, the masker) share this sampler without the template options.
+    # with every earlier run's log. The masker recipe shares this function and has no template options.
     extra = {}
     if split == "train":
         if getattr(args, "template_prob", None) is not None:
@@ -372,8 +371,9 @@ def main(argv=None):
     ap.add_argument("--weight-decay", type=float, default=1e-2)
     ap.add_argument("--clip", type=float, default=5.0)
     ap.add_argument("--prompt-dropout", type=float, default=0.25)
-    ap.add_argument("--template-prob", type=float, default=0.5,
-                    help="chance that a training mixture follows a task template rather than a free prompt draw")
+    ap.add_argument("--template-prob", type=float, default=None,
+                    help="chance that a training mixture follows a task template rather than a free prompt draw "
+                         "(default: the sampler's, 0.5)")
     ap.add_argument("--template-weights", default="",
                     help="new weights for some templates, e.g. 'speech+sfx-mix=6,speech+speech=3' (training only)")
     ap.add_argument("--plateau", type=int, default=8, help="halve LR after this many validations without gain")
