@@ -4,8 +4,8 @@ import TussModels
 /// hop, and averages the outputs (the "shift trick" of Demucs, Défossez et al. 2019).
 ///
 /// Why: each pass puts the STFT frames on different samples, so the errors the model makes on its frame grid differ
-/// between passes and partly cancel in the mean. On our eval set four passes raised every task's SI-SDRi by
-/// 0.15–0.25 dB at four times the compute (docs/results.md).
+/// between passes and partly cancel in the mean. On our eval set four passes raised every task's SI-SDRi, by
+/// 0.03–0.24 dB, at four times the compute (docs/results.md).
 struct ShiftedPasses {
     let model: TUSSModel
     let prompts: [Prompt]

@@ -128,10 +128,7 @@ final class CodecSeparationCLITests: XCTestCase {
 
     func testEveryErrorPathIsOneClearLine() throws {
         func fails(_ args: [String], _ message: String, environment: [String: String]? = nil, line: UInt = #line) throws {
-            let r = try runTool(args, environment: environment)
-            XCTAssertEqual(r.status, 1, line: line)
-            XCTAssertEqual(r.err, "tuss-codec: error: \(message)\n", line: line)
-            XCTAssertEqual(r.out, "", line: line)
+            try assertToolFails(args, message, environment: environment, line: line)
         }
         let out = path("err")
         let base = ["separate", "--codes", codes, "--codec", codec, "--masker", masker, "-o", out]

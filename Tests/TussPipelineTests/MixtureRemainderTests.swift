@@ -111,11 +111,6 @@ final class MixtureRemainderTests: XCTestCase {
             (["eval", "--manifest", manifest, "--path", "codec", "--sum-to-mix"],
              "--sum-to-mix applies to the spectral path (--path spectral or both)"),
         ]
-        for (args, expected) in cases {
-            let e = try runTool(args)
-            XCTAssertEqual(e.status, 1, "\(args)")
-            XCTAssertEqual(e.err, "tuss-codec: error: \(expected)\n", "\(args)")
-            XCTAssertEqual(e.out, "")
-        }
+        for (args, expected) in cases { try assertToolFails(args, expected) }
     }
 }

@@ -116,9 +116,7 @@ final class CommandLineTests: XCTestCase {
              "\(a) and \(dir)/a.flac would both be written to a folder 'a': rename one or separate them in two runs"),
         ]
         for (inputs, message) in cases {
-            let e = try runTool(["separate"] + inputs + ["--prompts", "speech", "--model", model, "-o", dir + "/none", "--quiet"])
-            XCTAssertEqual(e.status, 1)
-            XCTAssertEqual(e.err, "tuss-codec: error: \(message)\n")
+            try assertToolFails(["separate"] + inputs + ["--prompts", "speech", "--model", model, "-o", dir + "/none", "--quiet"], message)
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/none"))
         }
     }

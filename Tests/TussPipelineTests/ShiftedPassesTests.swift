@@ -83,12 +83,7 @@ final class ShiftedPassesTests: XCTestCase {
             (["eval", "--manifest", manifest, "--path", "codec", "--shifts", "2"],
              "--shifts applies to the spectral path (--path spectral or both)"),
         ]
-        for (args, expected) in cases {
-            let e = try runTool(args)
-            XCTAssertEqual(e.status, 1, "\(args)")
-            XCTAssertEqual(e.err, "tuss-codec: error: \(expected)\n", "\(args)")
-            XCTAssertEqual(e.out, "")
-        }
+        for (args, expected) in cases { try assertToolFails(args, expected) }
     }
 }
 

@@ -40,6 +40,16 @@ public func runTool(_ args: [String], environment: [String: String]? = nil,
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
+/// Runs the built tool with `args` and asserts the project's error contract: exit status 1, exactly one line
+/// `tuss-codec: error: <message>` on stderr, nothing on stdout.
+public func assertToolFails(_ args: [String], _ message: String, environment: [String: String]? = nil,
+                            timeout: TimeInterval = 600, file: StaticString = #filePath, line: UInt = #line) throws {
+    let r = try runTool(args, environment: environment, timeout: timeout)
+    XCTAssertEqual(r.status, 1, "\(args)", file: file, line: line)
+    XCTAssertEqual(r.err, "tuss-codec: error: \(message)\n", "\(args)", file: file, line: line)
+    XCTAssertEqual(r.out, "", "\(args)", file: file, line: line)
+}
+
 /// Reads the first line a child process writes to `handle`, waiting at most `timeout` seconds; nil on timeout or
 /// when the process closed the pipe without writing one.
 ///
