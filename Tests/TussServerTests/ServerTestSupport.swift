@@ -133,6 +133,8 @@ struct Conversation: Sendable {
     var texts: [String] = []
     var binaries: [Data] = []
     var closeCode: Int?
+    /// Whether the WebSocket upgrade completed (the client's handler started).
+    var upgraded = false
 }
 
 /// What a conversation has seen so far, shared with the timer that may give up on it.
@@ -144,14 +146,19 @@ final class ConversationLog: Sendable {
 struct ConversationTimedOut: Error, CustomStringConvertible {
     var seconds: Double
     var seen: Conversation
-    var description: String { "no close within \(seconds) s; texts so far: \(seen.texts)" }
+    var file: StaticString
+    var line: UInt
+    var description: String {
+        "\(file):\(line): no close within \(seconds) s; upgraded: \(seen.upgraded); texts so far: \(seen.texts)"
+    }
 }
 
 /// Opens `/v1/stream`, sends `messages` in order (then, after `linger` seconds, `later`), and collects everything
 /// the server answers until it closes. Gives up after `timeout` seconds: a connection the server dropped without a
 /// close frame must fail the test, not hang the suite.
 func converse(_ port: Int, _ messages: [StreamReply], linger: Double = 0, later: [StreamReply] = [],
-              closeAfterSending: Bool = false, timeout: Double = 30) async throws -> Conversation {
+              closeAfterSending: Bool = false, timeout: Double = 30,
+              file: StaticString = #filePath, line: UInt = #line) async throws -> Conversation {
     let seen = ConversationLog()
     return try await withThrowingTaskGroup(of: Conversation?.self) { group in
         group.addTask {
@@ -163,7 +170,7 @@ func converse(_ port: Int, _ messages: [StreamReply], linger: Double = 0, later:
         }
         defer { group.cancelAll() }
         guard let first = try await group.next(), let result = first else {
-            throw ConversationTimedOut(seconds: timeout, seen: seen.value.withLock { $0 })
+            throw ConversationTimedOut(seconds: timeout, seen: seen.value.withLock { $0 }, file: file, line: line)
         }
         return result
     }
@@ -174,6 +181,7 @@ private func _converse(_ port: Int, _ messages: [StreamReply], linger: Double, l
     let close = try await WebSocketClient.connect(
         url: "ws://127.0.0.1:\(port)/v1/stream", configuration: .init(maxFrameSize: 1 << 22), logger: .init(label: "test")
     ) { inbound, outbound, _ in
+        seen.value.withLock { $0.upgraded = true }
         func send(_ list: [StreamReply]) async throws {
             for message in list {
                 switch message {
