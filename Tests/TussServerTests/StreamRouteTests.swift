@@ -164,6 +164,35 @@ final class StreamRouteTests: XCTestCase {
         }
     }
 
+    /// The edge client reports a full server as `busy` with the server's message, for audio and for a codes file,
+    /// rather than as the broken connection its unread data runs into.
+    func testEdgeClientReportsABusyServer() async throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
+        let codec = try fixtureCodec()
+        let server = try SeparationServer(engine: try codecEngine(), limits: ServerLimits(maxStreams: 1, idleSeconds: 3))
+        let input = try writeWAV(signal(seconds: 2, rate: 16000, channels: 1), rate: 16000,
+                                 to: (dir as NSString).appendingPathComponent("talk.wav"))
+        let codes = try encodeCodes(signal(seconds: 2, rate: 16000, channels: 1), rate: 16000, codec: codec, dir: dir)
+        let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
+        try await withServer(server) { port in
+            async let held = converse(port, [start, .binary(try CodesFraming.header(try CodesReader(data: codes.bytes).header))])
+            try await waitForStreams(server, 1)
+            for source in [input, codes.path] {
+                let options = EdgeStreamOptions(input: source, server: "ws://127.0.0.1:\(port)", prompts: ["speech"],
+                                                outputDirectory: (dir as NSString).appendingPathComponent("out"))
+                do {
+                    _ = try await EdgeStreamClient.run(options, codec: codec)
+                    XCTFail("\(source): a full server accepted the stream")
+                } catch let error as ServerError {
+                    guard case .busy(let message) = error else { return XCTFail("\(source): \(error)") }
+                    XCTAssertTrue(message.contains("already runs 1 streams"), message)
+                }
+            }
+            let first = try await held
+            XCTAssertEqual(first.closeCode, 4408)
+        }
+    }
+
     /// SIGTERM-style graceful shutdown lets an open stream finish and refuses new ones meanwhile.
     func testDrainFinishesOpenStreams() async throws {
         let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
