@@ -20,7 +20,7 @@ public struct Conv1d: Sendable {
         precondition(groups > 0 && inChannels % groups == 0 && outChannels % groups == 0, "Conv1d: groups")
         precondition(weight.count == outChannels * (inChannels / groups) * kernelSize,
                      "Conv1d: weight has \(weight.count) elements, expected \(outChannels)×\(inChannels / groups)×\(kernelSize)")
-        precondition(bias == nil || bias!.count == outChannels, "Conv1d: bias size")
+        precondition(bias.map { $0.count == outChannels } ?? true, "Conv1d: bias size")
         precondition(stride > 0 && dilation > 0 && padding >= 0, "Conv1d: stride/dilation/padding")
         self.weight = weight
         self.bias = bias
@@ -165,7 +165,7 @@ public struct ConvTranspose1d: Sendable {
         precondition(groups > 0 && inChannels % groups == 0 && outChannels % groups == 0, "ConvTranspose1d: groups")
         precondition(weight.count == inChannels * (outChannels / groups) * kernelSize,
                      "ConvTranspose1d: weight has \(weight.count) elements, expected \(inChannels)×\(outChannels / groups)×\(kernelSize)")
-        precondition(bias == nil || bias!.count == outChannels, "ConvTranspose1d: bias size")
+        precondition(bias.map { $0.count == outChannels } ?? true, "ConvTranspose1d: bias size")
         self.weight = weight
         self.bias = bias
         self.inChannels = inChannels

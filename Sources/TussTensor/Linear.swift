@@ -9,7 +9,7 @@ public struct Linear: Sendable {
     /// Creates a layer; `weight.count` must be `outFeatures·inFeatures` and `bias`, if any, `outFeatures`.
     public init(weight: [Float], bias: [Float]?, inFeatures: Int, outFeatures: Int) {
         precondition(weight.count == inFeatures * outFeatures, "Linear: weight has \(weight.count) elements, expected \(outFeatures)×\(inFeatures)")
-        precondition(bias == nil || bias!.count == outFeatures, "Linear: bias size")
+        precondition(bias.map { $0.count == outFeatures } ?? true, "Linear: bias size")
         self.weight = weight
         self.bias = bias
         self.inFeatures = inFeatures
