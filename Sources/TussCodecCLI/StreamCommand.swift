@@ -43,6 +43,9 @@ struct StreamCommand: ParsableCommand {
     @Option(help: "Opus bitrate in kbps for --transport opus.")
     var opusKbps = 16.0
 
+    @Option(help: "Give up when the server has sent nothing for this many seconds (1-86400).")
+    var replyTimeout = 60.0
+
     @Option(help: "Run this many streams at once (a load test: outputs go to DIR/stream-N).")
     var parallel = 1
 
@@ -69,6 +72,7 @@ struct StreamCommand: ParsableCommand {
             base.realTime = realtime
             base.codebooks = codebooks
             base.opusKbps = opusKbps
+            base.replyTimeout = replyTimeout
             let count = parallel, decode = !noDecode, options = base
             let reports = ReportBox()
             let started = Date()

@@ -27,6 +27,9 @@ public struct EdgeStreamOptions: Sendable {
     public var codebooks: Int?
     /// Opus bitrate in kbps (opus transport).
     public var opusKbps = 16.0
+    /// Give up when the server has sent nothing for this many seconds: a stalled server, or an answer lost on the
+    /// way, ends the stream with an error instead of a client that waits forever.
+    public var replyTimeout = 60.0
 
     /// Creates options; the rest keep their defaults.
     public init(input: String, server: String, prompts: [String], outputDirectory: String) {
@@ -78,6 +81,9 @@ public enum EdgeStreamClient {
     /// Streams `options.input`; `codec` encodes (codes transport) and decodes the outputs (either transport).
     public static func run(_ options: EdgeStreamOptions, codec: CodecHandle?, decode: Bool = true) async throws(ServerError) -> EdgeStreamReport {
         guard options.chunkSeconds > 0, options.chunkSeconds <= 10 else { throw .badConfiguration("--chunk must be in (0, 10] seconds") }
+        guard options.replyTimeout >= 1, options.replyTimeout <= 86_400 else {
+            throw .badConfiguration("--reply-timeout must be in [1, 86400] seconds")
+        }
         let source: UncheckedSource
         let audioSeconds: Double
         if isCodesFile(options.input) {
@@ -103,15 +109,20 @@ public enum EdgeStreamClient {
         let started = ContinuousClock.now
         let close: WebSocketCloseFrame?
         do {
-            close = try await WebSocketClient.connect(
-                url: url, configuration: .init(maxFrameSize: 1 << 22), logger: Logger(label: "tuss-codec.stream")
-            ) { inbound, outbound, _ in
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await send(options, source: source, codec: codec, outbound: outbound, state: state) }
-                    group.addTask { try await receive(inbound, state: state) }
-                    try await group.waitForAll()
+            // The watchdog runs beside the whole connection, so a server that never answers the upgrade is caught
+            // as well as one that goes silent mid-stream.
+            close = try await racing({
+                defer { state.receiving = false }
+                return try await WebSocketClient.connect(
+                    url: url, configuration: .init(maxFrameSize: 1 << 22), logger: Logger(label: "tuss-codec.stream")
+                ) { inbound, outbound, _ in
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await send(options, source: source, codec: codec, outbound: outbound, state: state) }
+                        group.addTask { try await receive(inbound, state: state) }
+                        try await group.waitForAll()
+                    }
                 }
-            }
+            }, against: { try await watchReplies(state, timeout: options.replyTimeout, url: url) })
         } catch let e as ServerError {
             throw state.serverFailure ?? e
         } catch {
@@ -242,9 +253,49 @@ public enum EdgeStreamClient {
         try await outbound.write(.binary(buffer))
     }
 
+    /// Returns `work`'s result, or `watchdog`'s error as soon as it throws.
+    ///
+    /// Not a task group: a group waits for every child, and the WebSocket client does not end on cancellation while
+    /// it waits for the upgrade response (measured: a silent listener held a group for good). When the watchdog
+    /// fires, `work` is cancelled and left to end when its connection does.
+    private static func racing<T: Sendable>(_ work: @escaping @Sendable () async throws -> T,
+                                            against watchdog: @escaping @Sendable () async throws -> Void) async throws -> T {
+        let settled = SettledOnce()
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let job = Task {
+                do {
+                    let value = try await work()
+                    if settled.claim() { continuation.resume(returning: value) }
+                } catch {
+                    if settled.claim() { continuation.resume(throwing: error) }
+                }
+            }
+            Task {
+                do { try await watchdog() } catch {
+                    if settled.claim() { continuation.resume(throwing: error) }
+                    job.cancel()
+                }
+            }
+        }
+    }
+
+    /// Ends the stream with an error once the server has been silent for `timeout` seconds; returns when the
+    /// receiving side has ended.
+    private static func watchReplies(_ state: ClientState, timeout: Double, url: String) async throws {
+        let limit = Duration.milliseconds(Int64(timeout * 1000))
+        while state.receiving {
+            let silent = ContinuousClock.now - state.lastHeard
+            if silent >= limit {
+                throw ServerError.unavailable("the server at \(url) sent nothing for \(Int(timeout)) s: gave up (raise --reply-timeout for a slow server)")
+            }
+            try await Task.sleep(for: min(limit - silent, .milliseconds(100)))
+        }
+    }
+
     /// Parses the server's messages into one codes file per output.
     private static func receive(_ inbound: WebSocketInboundStream, state: ClientState) async throws {
         for try await message in inbound.messages(maxSize: 1 << 26) {
+            state.heard()
             switch message {
             case .text(let text):
                 state.addDown(text.utf8.count)
@@ -262,6 +313,19 @@ public enum EdgeStreamClient {
                 guard let output = bytes.first else { throw ServerError.badRequest("the server sent an empty binary message") }
                 try state.piece(output: Int(output), Data(bytes.dropFirst()))
             }
+        }
+    }
+}
+
+/// A flag that lets exactly one of several racing tasks resume a continuation.
+final class SettledOnce: Sendable {
+    private let settled = Mutex(false)
+
+    /// True for the first caller only.
+    func claim() -> Bool {
+        settled.withLock { done in
+            defer { done = true }
+            return !done
         }
     }
 }
@@ -328,6 +392,8 @@ final class ClientState: Sendable {
         var ready: StreamControl.Ready?
         var done = false
         var failure: ServerError?
+        var lastHeard = ContinuousClock.now
+        var receiving = true
         var parsers: [CodesStreamParser] = []
         var writers: [CodesWriter?] = []
         var framesReceived: [Int64] = []
@@ -355,6 +421,14 @@ final class ClientState: Sendable {
         set { inner.withLock { $0.value.done = newValue } }
     }
     var serverFailure: ServerError? { inner.withLock { $0.value.failure } }
+    /// When the server last sent a message (or the stream began).
+    var lastHeard: ContinuousClock.Instant { inner.withLock { $0.value.lastHeard } }
+    func heard() { inner.withLock { $0.value.lastHeard = ContinuousClock.now } }
+    /// Whether the receiving side is still reading the server's messages.
+    var receiving: Bool {
+        get { inner.withLock { $0.value.receiving } }
+        set { inner.withLock { $0.value.receiving = newValue } }
+    }
 
     func fail(_ failure: StreamControl.Failure) {
         let error: ServerError = switch failure.kind {

@@ -224,3 +224,33 @@ func waitForStreams(_ server: SeparationServer, _ count: Int, line: UInt = #line
     let reached = try await eventually { server.activeStreams == count }
     XCTAssertTrue(reached, "the server has \(server.activeStreams) open streams, expected \(count)", line: line)
 }
+
+/// A TCP socket on 127.0.0.1 that listens and never accepts: connections complete in the kernel's backlog and then
+/// hear nothing, like a stalled server.
+final class SilentListener: Sendable {
+    let descriptor: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ServerError.internalError("socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { generic in
+                bind(fd, generic, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, generic, &length) == 0
+            }
+        }
+        guard bound else {
+            _ = Glibc.close(fd)
+            throw ServerError.internalError("could not listen on 127.0.0.1")
+        }
+        descriptor = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() { _ = Glibc.close(descriptor) }
+}

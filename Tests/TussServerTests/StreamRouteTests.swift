@@ -193,6 +193,36 @@ final class StreamRouteTests: XCTestCase {
         }
     }
 
+    /// A server that takes the connection and never answers (not even the upgrade): the edge client gives up after
+    /// its reply timeout with one clear error, instead of waiting forever.
+    func testEdgeClientGivesUpOnASilentServer() async throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
+        let codec = try fixtureCodec()
+        let listener = try SilentListener()
+        defer { listener.close() }
+        let input = try writeWAV(signal(seconds: 1, rate: 16000, channels: 1), rate: 16000,
+                                 to: (dir as NSString).appendingPathComponent("talk.wav"))
+        var options = EdgeStreamOptions(input: input, server: "ws://127.0.0.1:\(listener.port)", prompts: ["speech"],
+                                        outputDirectory: (dir as NSString).appendingPathComponent("out"))
+        options.replyTimeout = 1
+        let started = ContinuousClock.now
+        do {
+            _ = try await EdgeStreamClient.run(options, codec: codec)
+            XCTFail("a silent server produced a stream")
+        } catch let error as ServerError {
+            guard case .unavailable(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("sent nothing for 1 s"), message)
+        }
+        XCTAssertLessThan((ContinuousClock.now - started) / .seconds(1), 15)
+        options.replyTimeout = 0.5
+        do {
+            _ = try await EdgeStreamClient.run(options, codec: codec)
+            XCTFail("a reply timeout under 1 s was accepted")
+        } catch let error as ServerError {
+            guard case .badConfiguration = error else { return XCTFail("\(error)") }
+        }
+    }
+
     /// SIGTERM-style graceful shutdown lets an open stream finish and refuses new ones meanwhile.
     func testDrainFinishesOpenStreams() async throws {
         let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
