@@ -257,25 +257,30 @@ public enum EdgeStreamClient {
     ///
     /// Not a task group: a group waits for every child, and the WebSocket client does not end on cancellation while
     /// it waits for the upgrade response (measured: a silent listener held a group for good). When the watchdog
-    /// fires, `work` is cancelled and left to end when its connection does.
+    /// fires, or the caller is cancelled, `work` is cancelled and left to end when its connection does.
     private static func racing<T: Sendable>(_ work: @escaping @Sendable () async throws -> T,
                                             against watchdog: @escaping @Sendable () async throws -> Void) async throws -> T {
-        let settled = SettledOnce()
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            let job = Task {
-                do {
-                    let value = try await work()
-                    if settled.claim() { continuation.resume(returning: value) }
-                } catch {
-                    if settled.claim() { continuation.resume(throwing: error) }
-                }
+        let race = Race()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                race.hold(Task {
+                    do {
+                        let value = try await work()
+                        if race.claim() { continuation.resume(returning: value) }
+                    } catch {
+                        if race.claim() { continuation.resume(throwing: error) }
+                    }
+                })
+                // The watchdog also ends the race when the caller is cancelled: its sleep throws.
+                race.hold(Task {
+                    do { try await watchdog() } catch {
+                        if race.claim() { continuation.resume(throwing: error) }
+                        race.cancel()
+                    }
+                })
             }
-            Task {
-                do { try await watchdog() } catch {
-                    if settled.claim() { continuation.resume(throwing: error) }
-                    job.cancel()
-                }
-            }
+        } onCancel: {
+            race.cancel()
         }
     }
 
@@ -317,16 +322,40 @@ public enum EdgeStreamClient {
     }
 }
 
-/// A flag that lets exactly one of several racing tasks resume a continuation.
-final class SettledOnce: Sendable {
-    private let settled = Mutex(false)
+/// The state of `racing`: which side settled first, and the tasks to cancel (even when the cancellation comes before
+/// a task exists).
+final class Race: Sendable {
+    private struct State {
+        var settled = false
+        var cancelled = false
+        var tasks: [Task<Void, Never>] = []
+    }
+    private let state = Mutex(State())
 
     /// True for the first caller only.
     func claim() -> Bool {
-        settled.withLock { done in
-            defer { done = true }
-            return !done
+        state.withLock { s in
+            defer { s.settled = true }
+            return !s.settled
         }
+    }
+
+    /// Keeps a task of the race; cancels it at once if the race was already cancelled.
+    func hold(_ task: Task<Void, Never>) {
+        let cancelNow = state.withLock { s in
+            s.tasks.append(task)
+            return s.cancelled
+        }
+        if cancelNow { task.cancel() }
+    }
+
+    /// Cancels every task of the race (now, or as soon as it is held).
+    func cancel() {
+        let tasks = state.withLock { s in
+            s.cancelled = true
+            return s.tasks
+        }
+        for task in tasks { task.cancel() }
     }
 }
 

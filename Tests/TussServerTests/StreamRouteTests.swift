@@ -214,6 +214,14 @@ final class StreamRouteTests: XCTestCase {
             XCTAssertTrue(message.contains("sent nothing for 1 s"), message)
         }
         XCTAssertLessThan((ContinuousClock.now - started) / .seconds(1), 15)
+        // Cancelling the caller ends the stream at once, even while the upgrade is unanswered.
+        options.replyTimeout = 600
+        let waiting = Task { [options] in try await EdgeStreamClient.run(options, codec: codec) }
+        try await Task.sleep(for: .milliseconds(300))
+        let cancelled = ContinuousClock.now
+        waiting.cancel()
+        if case .success = await waiting.result { XCTFail("a cancelled stream succeeded") }
+        XCTAssertLessThan((ContinuousClock.now - cancelled) / .seconds(1), 5)
         options.replyTimeout = 0.5
         do {
             _ = try await EdgeStreamClient.run(options, codec: codec)
