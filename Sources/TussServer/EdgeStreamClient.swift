@@ -256,8 +256,8 @@ public enum EdgeStreamClient {
     /// Returns `work`'s result, or `watchdog`'s error as soon as it throws.
     ///
     /// Not a task group: a group waits for every child, and the WebSocket client does not end on cancellation while
-    /// it waits for the upgrade response (measured: a silent listener held a group for good). When the watchdog
-    /// fires, or the caller is cancelled, `work` is cancelled and left to end when its connection does.
+    /// it waits for the upgrade response (measured: a silent listener held a group past a 120 s limit). When the
+    /// watchdog fires, or the caller is cancelled, `work` is cancelled and left to end when its connection does.
     private static func racing<T: Sendable>(_ work: @escaping @Sendable () async throws -> T,
                                             against watchdog: @escaping @Sendable () async throws -> Void) async throws -> T {
         let race = Race()
@@ -291,7 +291,8 @@ public enum EdgeStreamClient {
         while state.receiving {
             let silent = ContinuousClock.now - state.lastHeard
             if silent >= limit {
-                throw ServerError.unavailable("the server at \(url) sent nothing for \(Int(timeout)) s: gave up (raise --reply-timeout for a slow server)")
+                throw ServerError.unavailable(
+                    "the server at \(url) sent nothing for \(Int(timeout)) s: gave up (raise --reply-timeout for a slow server)")
             }
             try await Task.sleep(for: min(limit - silent, .milliseconds(100)))
         }
