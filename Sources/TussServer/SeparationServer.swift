@@ -271,26 +271,16 @@ public final class SeparationServer: Sendable {
     /// refusal arriving in the same read as the 101 response; we did not trace it further. A client that has sent a
     /// message has finished its upgrade, and answering then lost nothing in 80 of 80 rounds.
     private func refuse(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, _ error: ServerError) async {
-        let answered = Mutex(false)
-        let answer: @Sendable () async -> Void = {
-            let first = answered.withLock { done in
-                defer { done = true }
-                return !done
-            }
-            if first { await self.fail(outbound, error) }
-        }
         let wait = Duration.milliseconds(Int64(limits.idleSeconds * 1000))
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                do { try await Task.sleep(for: wait) } catch { return }
-                await answer()
-            }
+            group.addTask { try? await Task.sleep(for: wait) }
             group.addTask {
                 var messages = inbound.messages(maxSize: self.limits.maxMessageBytes).makeAsyncIterator()
                 _ = try? await messages.next()
-                await answer()
             }
             await group.next()
+            // Answer before leaving the group: the close frame is also what ends a reader that is still waiting.
+            await fail(outbound, error)
             group.cancelAll()
         }
     }

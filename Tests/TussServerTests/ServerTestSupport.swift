@@ -254,3 +254,15 @@ final class SilentListener: Sendable {
 
     func close() { _ = Glibc.close(descriptor) }
 }
+
+/// Runs the edge client and returns the error it ends with; a stream that succeeds fails the test (and gives nil).
+func edgeStreamFailure(_ options: EdgeStreamOptions, codec: CodecHandle?,
+                       file: StaticString = #filePath, line: UInt = #line) async -> ServerError? {
+    do {
+        _ = try await EdgeStreamClient.run(options, codec: codec)
+        XCTFail("\(options.input): the stream succeeded", file: file, line: line)
+        return nil
+    } catch {
+        return error
+    }
+}
