@@ -282,6 +282,15 @@ def export_codec(model: DAC, path: Path, extra=None):
 CONFIGS = {"compact": COMPACT_16K, "small": SMALL_16K}
 
 
+def trainable_parameters(model: DAC, decoder_only: bool):
+    """The parameters the optimiser updates; with decoder_only the encoder and quantizer are frozen in place."""
+    if decoder_only:
+        for p in list(model.encoder.parameters()) + list(model.quantizer.parameters()):
+            p.requires_grad_(False)
+        return list(model.decoder.parameters())
+    return list(model.parameters())
+
+
 @torch.no_grad()
 def validate(model, items, losses, codebooks):
     """Mean log-mel distance and SI-SDR of the decoded validation items, per codebook count."""
@@ -357,6 +366,9 @@ def main(argv=None):
     ap.add_argument("--revive-every", type=int, default=25, help="dead-code revival period in steps (0: off)")
     ap.add_argument("--data-init", action="store_true",
                     help="seed every codebook entry from encoder outputs of the first batches (fresh runs only)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="train the decoder alone: encoder and quantizer frozen (no dead-code revival), so every input "
+                         "keeps the codes it had and a latent masker trained on them sees the same latents")
     ap.add_argument("--name", default="dac-small-16k", help="codec name recorded in the file and in codes files")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -373,12 +385,12 @@ def main(argv=None):
         model = DAC(**CONFIGS[args.config])
         zero_biases(model)
     losses = SpectralLosses(16000)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.8, 0.99))
     if args.resume:
         ck = torch.load(latest, map_location="cpu", weights_only=False)
         model = DAC(**ck["kwargs"])
         model.load_state_dict(ck["model"])
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.8, 0.99))
+    opt = torch.optim.AdamW(trainable_parameters(model, args.decoder_only), lr=args.lr, betas=(0.8, 0.99))
+    if args.resume:
         opt.load_state_dict(ck["optimizer"])
         state.update(ck["state"])
         torch.set_rng_state(ck["torch_rng"])
@@ -426,7 +438,7 @@ def main(argv=None):
 
                 make_fixture(["--model", str(args.export), "--out", str(args.fixture_dir)])
 
-    reviver = DeadCodeReviver(model.quantizer, every=args.revive_every)
+    reviver = DeadCodeReviver(model.quantizer, every=0 if args.decoder_only else args.revive_every)
     for q in model.quantizer.quantizers:
         q.normalized_losses = args.normalized_vq_losses
     if args.data_init and state["step"] == 0:
@@ -440,7 +452,13 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x = torch.stack([data.get(step * args.batch + j) for j in range(args.batch)])[:, None]  # (B, 1, L)
-        out = model(x)
+        if args.decoder_only:
+            with torch.no_grad():  # the frozen half needs no graph; this saves its backward and its activations
+                z, z_q, codes, latents, commitment, codebook_loss = model.encode(x)
+            out = {"audio": model.decode(z_q)[..., : x.shape[-1]], "codes": codes, "latents": latents,
+                   "vq/commitment_loss": commitment, "vq/codebook_loss": codebook_loss}
+        else:
+            out = model(x)
         y = out["audio"][:, 0]
         ref = x[:, 0, : y.shape[-1]]  # the stride-5 decoder yields 320*T - 8 samples
         l = losses(y, ref, phase_max_hz=args.phase_max_hz if args.phase_weight else None)
@@ -464,7 +482,7 @@ def main(argv=None):
             log({"step": state["step"], "wall_s": round(state["wall_s"], 1), "audio_h": round(state["audio_h"], 3),
                  "lr": lr_at(step), "total": round(float(total.detach()), 4),
                  **{k: round(float(v.detach()) if torch.is_tensor(v) else float(v), 4) for k, v in l.items()},
-                 "commit": round(float(out["vq/commitment_loss"]), 4), "grad_norm": round(float(gn), 2),
+                 "commit": round(float(out["vq/commitment_loss"].detach()), 4), "grad_norm": round(float(gn), 2),
                  "revived": reviver.revived_total,
                  "batch_codes_used": float(np.mean([len(torch.unique(out["codes"][:, i])) for i in range(out["codes"].shape[1])]))})
         if time.time() - last_save > args.save_every_sec:

@@ -1,0 +1,54 @@
+"""The codec recipe's --decoder-only mode: the decoder learns, the encoder and the codebooks stay as they were."""
+
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from codec.dac import DAC  # noqa: E402
+from codec.train_codec import HERE, export_codec, load_exported, main  # noqa: E402
+
+TINY = {"encoder_dim": 4, "encoder_rates": [2, 4, 5, 8], "latent_dim": 8, "decoder_dim": 16,
+        "decoder_rates": [8, 5, 4, 2], "n_codebooks": 3, "codebook_size": 16, "codebook_dim": 4,
+        "quantizer_dropout": 0.5, "sample_rate": 16000}
+
+
+@pytest.fixture
+def run_name():
+    name = f"pytest-{uuid.uuid4().hex[:8]}"
+    yield name
+    shutil.rmtree(HERE / "runs" / name, ignore_errors=True)
+
+
+def _train(tmp_path, run_name, *flags):
+    torch.manual_seed(1)
+    start = DAC(**TINY)
+    init = tmp_path / "init.safetensors"
+    export_codec(start, init, {"step": 0})
+    main(["--run", run_name, "--init-from", str(init), "--synthetic", "--max-steps", "3", "--seconds", "0.5",
+          "--batch", "2", "--val-items", "1", "--log-every", "1", "--warmup", "1", "--lr", "1e-2",
+          "--log", str(tmp_path / "log.csv"), *flags])
+    trained, step, _ = load_exported(HERE / "runs" / run_name / "model.safetensors")
+    assert step == 3
+    before, after = start.state_dict(), trained.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    return changed, set(before)
+
+
+def test_decoder_only_changes_the_decoder_alone(tmp_path, run_name):
+    changed, names = _train(tmp_path, run_name, "--decoder-only")
+    decoder = {k for k in names if k.startswith("decoder.")}
+    assert changed and changed <= decoder
+    assert not any(k.startswith(("encoder.", "quantizer.")) for k in changed)
+
+
+def test_without_it_the_encoder_and_codebooks_learn_too(tmp_path, run_name):
+    changed, _ = _train(tmp_path, run_name)
+    assert any(k.startswith("encoder.") for k in changed)
+    assert any(k.startswith("quantizer.") for k in changed)
