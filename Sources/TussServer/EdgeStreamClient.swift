@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 import TussAudio
 import TussModels
@@ -107,14 +108,18 @@ public enum EdgeStreamClient {
             : options.server.trimmingCharacters(in: CharacterSet(charactersIn: "/")) + "/v1/stream"
         let state = ClientState(outputDirectory: options.outputDirectory)
         let started = ContinuousClock.now
-        let close: WebSocketCloseFrame?
+        // The stream's own event loop: shutting it down when the call ends closes the socket of a connection the race
+        // abandoned (one still waiting for the upgrade does not end on cancellation), so nothing outlives the call.
+        let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let outcome: Result<WebSocketCloseFrame?, any Error>
         do {
             // The watchdog runs beside the whole connection, so a server that never answers the upgrade is caught
             // as well as one that goes silent mid-stream.
-            close = try await racing({
+            outcome = .success(try await racing({
                 defer { state.receiving = false }
                 return try await WebSocketClient.connect(
-                    url: url, configuration: .init(maxFrameSize: 1 << 22), logger: Logger(label: "tuss-codec.stream")
+                    url: url, configuration: .init(maxFrameSize: 1 << 22), eventLoopGroup: loop,
+                    logger: Logger(label: "tuss-codec.stream")
                 ) { inbound, outbound, _ in
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask { try await send(options, source: source, codec: codec, outbound: outbound, state: state) }
@@ -122,7 +127,14 @@ public enum EdgeStreamClient {
                         try await group.waitForAll()
                     }
                 }
-            }, against: { try await watchReplies(state, timeout: options.replyTimeout, url: url) })
+            }, against: { try await watchReplies(state, timeout: options.replyTimeout, url: url) }))
+        } catch {
+            outcome = .failure(error)
+        }
+        try? await loop.shutdownGracefully()
+        let close: WebSocketCloseFrame?
+        do {
+            close = try outcome.get()
         } catch let e as ServerError {
             throw state.serverFailure ?? e
         } catch {
@@ -257,7 +269,8 @@ public enum EdgeStreamClient {
     ///
     /// Not a task group: a group waits for every child, and the WebSocket client does not end on cancellation while
     /// it waits for the upgrade response (measured: a silent listener held a group past a 120 s limit). When the
-    /// watchdog fires, or the caller is cancelled, `work` is cancelled and left to end when its connection does.
+    /// watchdog fires, or the caller is cancelled, `work` is cancelled and left to end when its connection does
+    /// (`run` then closes that connection by shutting down the stream's event loop).
     private static func racing<T: Sendable>(_ work: @escaping @Sendable () async throws -> T,
                                             against watchdog: @escaping @Sendable () async throws -> Void) async throws -> T {
         let race = Race()

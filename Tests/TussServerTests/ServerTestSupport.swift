@@ -253,6 +253,23 @@ final class SilentListener: Sendable {
     }
 
     func close() { _ = Glibc.close(descriptor) }
+
+    /// Accepts the next connection waiting in the backlog and tells whether its client has closed it by then (or
+    /// does within `seconds`): reads what it sent until end of file, a reset, or the deadline.
+    func nextClientHangsUp(within seconds: Double) -> Bool {
+        let peer = accept(descriptor, nil, nil)
+        guard peer >= 0 else { return false }
+        defer { _ = Glibc.close(peer) }
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline {
+            var ready = pollfd(fd: peer, events: Int16(POLLIN), revents: 0)
+            let left = max(1, Int32((deadline - ContinuousClock.now) / .milliseconds(1)))
+            guard poll(&ready, 1, left) > 0 else { continue }
+            if read(peer, &buffer, buffer.count) <= 0 { return true }
+        }
+        return false
+    }
 }
 
 /// Runs the edge client and returns the error it ends with; a stream that succeeds fails the test (and gives nil).

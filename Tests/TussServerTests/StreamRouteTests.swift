@@ -215,6 +215,9 @@ final class StreamRouteTests: XCTestCase {
         waiting.cancel()
         if case .success = await waiting.result { XCTFail("a cancelled stream succeeded") }
         XCTAssertLessThan((ContinuousClock.now - cancelled) / .seconds(1), 5)
+        // Neither abandoned connection outlives its call: the client has closed both sockets.
+        XCTAssertTrue(listener.nextClientHangsUp(within: 5), "the timed-out stream left its connection open")
+        XCTAssertTrue(listener.nextClientHangsUp(within: 5), "the cancelled stream left its connection open")
         options.replyTimeout = 0.5
         let refused = await edgeStreamFailure(options, codec: codec)
         guard case .badConfiguration? = refused else { return XCTFail(String(describing: refused)) }
