@@ -80,6 +80,9 @@ public struct EdgeStreamReport: Sendable {
 /// it to `/v1/stream`, and writes the separated codes as they arrive (then decodes them).
 public enum EdgeStreamClient {
     /// Streams `options.input`; `codec` encodes (codes transport) and decodes the outputs (either transport).
+    ///
+    /// Each call runs its connection on an event-loop thread of its own and closes it before returning, also when
+    /// it gives up (`replyTimeout`) or is cancelled.
     public static func run(_ options: EdgeStreamOptions, codec: CodecHandle?, decode: Bool = true) async throws(ServerError) -> EdgeStreamReport {
         guard options.chunkSeconds > 0, options.chunkSeconds <= 10 else { throw .badConfiguration("--chunk must be in (0, 10] seconds") }
         guard options.replyTimeout >= 1, options.replyTimeout <= 86_400 else {

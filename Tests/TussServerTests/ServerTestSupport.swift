@@ -255,18 +255,27 @@ final class SilentListener: Sendable {
     func close() { _ = Glibc.close(descriptor) }
 
     /// Accepts the next connection waiting in the backlog and tells whether its client has closed it by then (or
-    /// does within `seconds`): reads what it sent until end of file, a reset, or the deadline.
+    /// does within `seconds`): reads what it sent until end of file, a reset, or the deadline. False if no
+    /// connection arrives in time (never blocks past the deadline).
     func nextClientHangsUp(within seconds: Double) -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        guard Self.readable(descriptor, before: deadline) else { return false }
         let peer = accept(descriptor, nil, nil)
         guard peer >= 0 else { return false }
         defer { _ = Glibc.close(peer) }
-        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while ContinuousClock.now < deadline {
-            var ready = pollfd(fd: peer, events: Int16(POLLIN), revents: 0)
-            let left = max(1, Int32((deadline - ContinuousClock.now) / .milliseconds(1)))
-            guard poll(&ready, 1, left) > 0 else { continue }
+        while Self.readable(peer, before: deadline) {
             if read(peer, &buffer, buffer.count) <= 0 { return true }
+        }
+        return false
+    }
+
+    /// Waits until `fd` has something to read (a connection, for a listening socket) or the deadline passes.
+    private static func readable(_ fd: Int32, before deadline: ContinuousClock.Instant) -> Bool {
+        while ContinuousClock.now < deadline {
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let left = max(1, Int32((deadline - ContinuousClock.now) / .milliseconds(1)))
+            if poll(&ready, 1, left) > 0 { return true }
         }
         return false
     }
