@@ -11,6 +11,8 @@
     out_norm, mask_head (D -> C): mask m_n (unbounded); output z * m_n                  (B, N, C, T)
     config "additive": also add_head (D -> C): a_n; output z * m_n + a_n (a mask alone cannot move a latent
     coordinate whose mixture value is near zero, nor change its sign)
+    training only, `set_centre(c)`: output c + m_n * (z - c) (+ a_n), a mask around the codec's latent of silence c;
+    `export` folds c into the additive head, so the engine runs it as an ordinary additive masker
 
 Layer (joint.<i>, film_stage.<l>): attn_norm, attn.qkv (D -> 3D, [q | k | v], head-major), attn.out, ffn_norm,
 ffn.in (D -> F), SiLU, ffn.out (F -> D); LayerNorm eps 1e-5.
@@ -144,6 +146,18 @@ class LatentMasker(nn.Module):
             nn.init.zeros_(self.add_head.weight)
             nn.init.zeros_(self.add_head.bias)
 
+        self.centre = None
+
+    def set_centre(self, centre):
+        """Masks around `centre` (C,), the latent the codec gives silence, instead of around zero (training only).
+
+        Why: the codec's latent is far from zero for silence (its norm per frame is ~3/4 of a typical mixture's), so a
+        mask around zero must learn the ratio centre/z to output silence, and every partial mask also shrinks the
+        offset, which leaves latents the decoder never saw (the session-23 diagnosis in docs/masker.md). Around the
+        centre, mask 0 is silence and mask 1 the mixture. `export` folds it into the additive head, which represents
+        it exactly: c + m * (z - c) = z * m + (c - c * m), and c * m is linear in the features m is."""
+        self.centre = None if centre is None else torch.as_tensor(centre, dtype=torch.float32).detach().clone()
+
     def prompt_rows(self, prompts):
         names = self.config["prompts"]
         return [[names.index(canonical(p)) for p in plist] for plist in prompts]
@@ -185,7 +199,11 @@ class LatentMasker(nn.Module):
     def forward(self, latent, prompts, start: int = 0):
         """Masked latents (B, N, C, T), one per prompt, in prompt order."""
         mask, add = self.heads(latent, prompts, start)
-        out = latent[:, None] * mask
+        if self.centre is not None:
+            c = self.centre.to(latent.dtype)[None, None, :, None]
+            out = c + (latent[:, None] - c) * mask
+        else:
+            out = latent[:, None] * mask
         return out if add is None else out + add
 
 
@@ -212,8 +230,18 @@ def export(model: LatentMasker, path, extra: dict | None = None):
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    config = dict(model.config)
+    if model.centre is not None:
+        # c + m * (z - c) + a = z * m + (a + c - c * m): with m = W h + b, the extra term is (-diag(c) W) h + c (1 - b).
+        c = model.centre.double()
+        w, b = tensors["mask_head.weight"].double(), tensors["mask_head.bias"].double()
+        add_w = tensors.get("add_head.weight", torch.zeros_like(tensors["mask_head.weight"])).double()
+        add_b = tensors.get("add_head.bias", torch.zeros_like(tensors["mask_head.bias"])).double()
+        tensors["add_head.weight"] = (add_w - c[:, None] * w).float().contiguous()
+        tensors["add_head.bias"] = (add_b + c * (1 - b)).float().contiguous()
+        config["additive"] = True
     meta = {"tuss-codec.kind": "masker", "tuss-codec.format": "1",
-            "tuss-codec.config": json.dumps(model.config, sort_keys=True)}
+            "tuss-codec.config": json.dumps(config, sort_keys=True)}
     for k, v in (extra or {}).items():
         meta[f"tuss-codec.{k}"] = str(v)
     save_file(tensors, str(path), metadata=meta)

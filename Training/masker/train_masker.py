@@ -180,6 +180,9 @@ def main(argv=None):
     ap.add_argument("--additive", action="store_true",
                     help="an additive head beside the mask (output z * m + a; docs/masker.md); with --init-from a "
                          "mask-only donor it starts at zero, so step 0 scores the donor")
+    ap.add_argument("--centred", action="store_true",
+                    help="mask around the codec's latent of silence instead of around zero (exported as an additive "
+                         "masker; docs/masker.md)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--lr-final", type=float, default=None,
@@ -244,7 +247,7 @@ def main(argv=None):
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    state = {"step": 0, "audio_seconds": 0.0, "wall_s": 0.0, "best_metric": -float("inf")}
+    state = {"step": 0, "audio_seconds": 0.0, "wall_s": 0.0, "best_metric": -float("inf"), "centred": args.centred}
     if args.resume:
         if not latest_path.exists():
             raise SystemExit(f"--resume: {latest_path} not found")
@@ -253,7 +256,7 @@ def main(argv=None):
             raise SystemExit(f"--resume: the run was trained on codec {ckpt['config']['codec']}, not {config['codec']}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        state.update(ckpt["state"])
+        state.update({"centred": False} | ckpt["state"])                 # runs before --centred were not centred
         set_rng_state(ckpt["rng"])
         print(f"resumed {latest_path} at step {state['step']}", flush=True)
     elif latest_path.exists():
@@ -270,6 +273,14 @@ def main(argv=None):
                 f"starting as identities ({len(fresh)} new tensors)" if fresh else ""
         print(f"initialised from {args.init_from} (trained on codec {donor.config['codec']}){grown}", flush=True)
 
+    if args.centred:
+        with torch.no_grad():
+            silence = encode_latent(codec, torch.zeros(1, codec.sample_rate))[0]
+        model.set_centre(silence[:, silence.shape[-1] // 2])           # an inner frame: no edge padding in view
+        print(f"centred: masks around the latent of silence (norm {float(model.centre.norm()):.2f})", flush=True)
+    if state["centred"] != args.centred:
+        raise SystemExit(f"--resume: the run was {'' if state['centred'] else 'not '}trained with --centred; "
+                         f"pass the same setting")
     if not args.synthetic:
         args.index = args.index or wait_for_index(args.wait_data)
         if not Path(args.index).is_file():

@@ -276,3 +276,53 @@ def test_additive_head_grows_from_a_mask_only_donor_then_trains():
         assert torch.allclose(grown(z, prompts), donor(z, prompts) + 0.25, atol=1e-6)
     with pytest.raises(ValueError):
         grow_from(small_model(), grown)          # an additive donor does not fit a mask-only model
+
+
+@pytest.mark.parametrize("additive", [False, True], ids=["mask-only", "additive"])
+def test_centred_masker_exports_as_an_additive_masker_with_the_same_outputs(tmp_path, additive):
+    """Training with a centre c computes c + m * (z - c) (+ a); the exported file is an ordinary additive masker (the
+    engine's format) whose outputs are the same within float rounding."""
+    torch.manual_seed(1)
+    model = LatentMasker(default_config(12, "test", "0" * 64, d_model=16, heads=2, ffn=24, window=5,
+                                        **({"additive": True} if additive else {}))).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    centre = 3 * torch.randn(12)
+    model.set_centre(centre)
+    z = torch.randn(2, 12, 13)
+    prompts = [["speech", "speech"], ["bass", "music-mix"]]
+    export(model, tmp_path / "m.safetensors")
+    exported = load_exported(tmp_path / "m.safetensors")
+    assert exported.config["additive"] is True and exported.centre is None
+    with torch.no_grad():
+        ours, theirs = model(z, prompts), exported(z, prompts)
+        assert float((ours - theirs).norm() / ours.norm()) < 1e-5
+        # The point of the centre: a zero mask gives the centre (silence), a unit mask the input.
+        if not additive:
+            model.mask_head.weight.zero_()
+            model.mask_head.bias.zero_()
+            assert torch.allclose(model(z, prompts), centre[None, None, :, None].expand(2, 2, 12, 13))
+            model.mask_head.bias.fill_(1.0)
+            assert torch.allclose(model(z, prompts), z[:, None].expand(2, 2, 12, 13), atol=1e-6)
+
+
+def test_centred_training_run_exports_an_additive_masker_and_resumes_only_centred(tmp_path):
+    run = "pytest-centred"
+    base = [sys.executable, str(REPO / "Training/masker/train_masker.py"), "--run", run, "--synthetic",
+            "--random-codec", "--val-items", "2", "--val-every-sec", "0", "--d-model", "32", "--heads", "2",
+            "--ffn", "64", "--seconds", "1", "--log", str(tmp_path / "log.csv"),
+            "--export", str(tmp_path / "m.safetensors")]
+    try:
+        r = subprocess.run(base + ["--centred", "--max-steps", "2"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "centred: masks around the latent of silence" in r.stdout
+        assert load_exported(tmp_path / "m.safetensors").config["additive"] is True
+        r = subprocess.run(base + ["--resume", "--max-steps", "3"], capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "trained with --centred" in r.stdout + r.stderr
+        r = subprocess.run(base + ["--resume", "--centred", "--max-steps", "3"], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        import shutil
+        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
