@@ -265,6 +265,11 @@ def main(argv=None):
         if not args.init_from.is_file():
             raise SystemExit(f"--init-from: {args.init_from} not found")
         donor = load_exported(args.init_from)
+        if args.centred and donor.config.get("additive"):
+            # A centred masker's export already holds its centre in the additive head; centring it again would change
+            # what it computes. Its function continues exactly as an additive masker.
+            raise SystemExit(f"--centred: {args.init_from} is an additive masker (a centred run's export is one); "
+                             f"continue it with --additive instead of --centred")
         try:
             fresh = grow_from(model, donor)
         except ValueError as e:

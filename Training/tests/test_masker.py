@@ -323,6 +323,15 @@ def test_centred_training_run_exports_an_additive_masker_and_resumes_only_centre
         r = subprocess.run(base + ["--resume", "--centred", "--max-steps", "3"], capture_output=True, text=True,
                            timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
+        # Its export already holds the centre: centring it again is refused, continuing it as additive is not.
+        donor = tmp_path / "donor.safetensors"
+        (tmp_path / "m.safetensors").replace(donor)
+        grown = base[:3] + [run + "-2"] + base[4:] + ["--init-from", str(donor), "--max-steps", "1"]
+        r = subprocess.run(grown + ["--centred"], capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "continue it with --additive" in r.stdout + r.stderr
+        r = subprocess.run(grown + ["--additive"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
         import shutil
-        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
+        for name in (run, run + "-2"):
+            shutil.rmtree(REPO / "Training" / "masker" / "runs" / name, ignore_errors=True)
