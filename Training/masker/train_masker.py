@@ -274,8 +274,11 @@ def main(argv=None):
             fresh = grow_from(model, donor)
         except ValueError as e:
             raise SystemExit(f"--init-from: {args.init_from} has another shape than this run: {e}")
-        grown = f"; grown to {config['joint_layers']} joint + {config['film_layers']} FiLM layers, the new ones " \
-                f"starting as identities ({len(fresh)} new tensors)" if fresh else ""
+        deeper = any(config[k] > donor.config[k] for k in ("joint_layers", "film_layers"))
+        grown = (f"; grown to {config['joint_layers']} joint + {config['film_layers']} FiLM layers, the new ones "
+                 f"starting as identities" if deeper else "")
+        if any(name.startswith("add_head.") for name in fresh):
+            grown += "; the additive head starts at zero"
         print(f"initialised from {args.init_from} (trained on codec {donor.config['codec']}){grown}", flush=True)
 
     if args.centred:
