@@ -546,8 +546,9 @@ struct Eval: ComputeCommand {
     var manifest: String
 
     @Option(help: """
-        Separation path: spectral, codec (encode, mask the codes, decode), both (SI-SDRi side by side), or \
-        codec-oracle (each reference through the codec alone: the codec path's ceiling, masker not run).
+        Separation path: spectral, codec (encode, mask the codes, decode), both (SI-SDRi side by side), \
+        codec-oracle (each reference through the codec alone: the codec path's ceiling, masker not run), or \
+        codec-passthrough (the mixture through the codec alone for every prompt: what the masker starts from).
         """)
     var path: String = "spectral"
 
@@ -577,8 +578,8 @@ struct Eval: ComputeCommand {
     @OptionGroup var compute: ComputeOptions
 
     func execute() throws {
-        guard ["spectral", "codec", "both", "codec-oracle"].contains(path) else {
-            throw CLIError("unknown --path '\(path)'; use spectral, codec, both or codec-oracle")
+        guard ["spectral", "codec", "both", "codec-oracle", "codec-passthrough"].contains(path) else {
+            throw CLIError("unknown --path '\(path)'; use spectral, codec, both, codec-oracle or codec-passthrough")
         }
         if sumToMix && path != "spectral" && path != "both" {
             throw CLIError("--sum-to-mix applies to the spectral path (--path spectral or both)")
@@ -593,11 +594,11 @@ struct Eval: ComputeCommand {
                 if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
             }
         }
-        // The oracle runs the codec alone, so it needs no masker (nor one trained for this codec): a codec still in
-        // training can be scored against the shipped one.
+        // The oracle and the passthrough run the codec alone, so they need no masker (nor one trained for this codec):
+        // a codec still in training can be scored against the shipped one.
         var codecSeparator: CodecPathSeparator?
         var oracleCodec: CodecHandle?
-        if path == "codec-oracle" {
+        if path == "codec-oracle" || path == "codec-passthrough" {
             oracleCodec = try codecPath.openCodecOnly()
         } else if path != "spectral" {
             let (codecHandle, maskerHandle) = try codecPath.open()
@@ -612,7 +613,10 @@ struct Eval: ComputeCommand {
                                                                              shifts: shifts))
             spectralScores = try Evaluation.run(manifest: manifest, separator: separator, tasks: selected, progress: progress)
         }
-        if let oracleCodec {
+        if let oracleCodec, path == "codec-passthrough" {
+            codecScores = try Evaluation.runCodecPassthrough(manifest: manifest, codec: oracleCodec, codebooks: codecPath.codebooks,
+                                                             tasks: selected, progress: progress)
+        } else if let oracleCodec {
             codecScores = try Evaluation.runCodecOracle(manifest: manifest, codec: oracleCodec, codebooks: codecPath.codebooks,
                                                         tasks: selected, progress: progress)
         } else if let codecSeparator {

@@ -129,6 +129,18 @@ public enum Evaluation {
         }
     }
 
+    /// Scores the codec path's floor: the mixture sent through the codec alone stands in for every prompt's estimate,
+    /// which is what a masker that changes nothing would decode to. The masker is not run; scores are tagged
+    /// `codec-passthrough`. The codec path's SI-SDRi minus this one is what the masker itself adds, apart from what
+    /// the codec costs the mixture.
+    public static func runCodecPassthrough(manifest path: String, codec: CodecHandle, codebooks: Int? = nil, tasks: Set<String>?,
+                                           progress: ((Int, Int) -> Void)? = nil) throws(PipelineError) -> [EvaluationScore] {
+        try runWithReferences(manifest: path, label: "codec-passthrough", tasks: tasks, progress: progress) { (mixture, rate, prompts, _) throws(PipelineError) in
+            let decoded = try CodecPathSeparator.roundTrip(mixture, sampleRate: rate, codec: codec, codebooks: codebooks)
+            return Array(repeating: decoded, count: prompts.count)
+        }
+    }
+
     /// Separates every item with `separate` (`[channels][samples]`, rate, prompts → `[prompt][channel][samples]`)
     /// and scores the outputs, tagging each score with `label`.
     static func run(manifest path: String, label: String, tasks: Set<String>?, progress: ((Int, Int) -> Void)?,

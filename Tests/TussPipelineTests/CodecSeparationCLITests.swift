@@ -196,7 +196,7 @@ final class CodecSeparationCLITests: XCTestCase {
         try fails(["separate", mixture, "--codes", codes, "--prompts", "speech"], "give input audio files or --codes FILE, not both")
         try fails(["separate", "--prompts", "speech"], "give an input audio file, or --codes FILE to separate a codes file")
         try fails(["separate", mixture, "--path", "latent", "--prompts", "speech"], "unknown --path 'latent'; use spectral or codec")
-        try fails(["eval", "--manifest", path("m.json"), "--path", "latent"], "unknown --path 'latent'; use spectral, codec, both or codec-oracle")
+        try fails(["eval", "--manifest", path("m.json"), "--path", "latent"], "unknown --path 'latent'; use spectral, codec, both, codec-oracle or codec-passthrough")
         try fails(["eval", "--manifest", path("m.json"), "--path", "codec-oracle", "--codec", codec, "--codebooks", "0"],
                   "--codebooks must be at least 1")
     }
@@ -255,6 +255,30 @@ final class CodecSeparationCLITests: XCTestCase {
             let score = try XCTUnwrap(scores.first { $0.item == "0" && $0.prompt == name })
             XCTAssertEqual(score.output, i, "oracle outputs are already in reference order")
             XCTAssertEqual(try XCTUnwrap(score.si_sdr), expected, accuracy: 1e-9)
+        }
+    }
+
+    func testCodecPassthroughScoresTheMixtureThroughTheCodecForEveryPrompt() throws {
+        let manifest = try writeTinyManifest(in: dir, seconds: 0.8)
+        let json = path("passthrough.json")
+        // No --masker, as for the oracle.
+        let r = try runTool(["eval", "--manifest", manifest, "--path", "codec-passthrough", "--codec", codec, "--json", json, "--quiet"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let scores = try JSONDecoder().decode([EvaluationScore].self, from: Data(contentsOf: URL(fileURLWithPath: json)))
+        XCTAssertEqual(scores.map(\.path), Array(repeating: "codec-passthrough", count: 4))
+        // Recompute item 0 (mono, 16 kHz) by hand: each prompt's estimate is the mixture's codec round trip.
+        let codecHandle = try CodecHandle.open(codec)
+        let base = (manifest as NSString).deletingLastPathComponent
+        let mixture = try AudioFileReader(path: base + "/se/0/mixture.wav").readAll()
+        let decoded = try CodecPathSeparator.roundTrip(mixture, sampleRate: 16000, codec: codecHandle)
+        XCTAssertEqual(decoded[0].count, mixture[0].count, "round trip keeps the length")
+        for name in ["speech", "sfx-mix"] {
+            let reference = try AudioFileReader(path: base + "/se/0/\(name).wav").readAll()
+            let expected = try XCTUnwrap(SeparationMetrics.siSDR(estimate: decoded[0], reference: reference[0]))
+            let mixtureScore = try XCTUnwrap(SeparationMetrics.siSDR(estimate: mixture[0], reference: reference[0]))
+            let score = try XCTUnwrap(scores.first { $0.item == "0" && $0.prompt == name })
+            XCTAssertEqual(try XCTUnwrap(score.si_sdr), expected, accuracy: 1e-9)
+            XCTAssertEqual(try XCTUnwrap(score.si_sdr_improvement), expected - mixtureScore, accuracy: 1e-9)
         }
     }
 
