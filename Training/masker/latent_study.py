@@ -6,8 +6,9 @@ with the engine's matcher, SI-SDRi over the mixture).
 
 Rows: the latent SNR of the mixture's latent against the sum of its sources' latents (raw, and with the latent of
 silence taken off every term); decoded SI-SDRi along the straight path from each source's latent to the mixture's
-(z_s + a (z_mix - z_s)), for Gaussian errors at a given latent SNR, and for the masker's outputs as they are and
-rescaled (per item and per frame) to the norm of their target. ~6 min on one core.
+(z_s + a (z_mix - z_s)), for Gaussian errors at a given latent SNR, for the best mask in [0, 1] around silence's
+latent (session 24: the ceiling of a masker on this codec), and for the masker's outputs as they are and rescaled
+(per item and per frame) to the norm of their target. ~6 min on one core.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def snr_db(target, estimate):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--codec", type=Path, default=REPO / "Codecs" / "dac-small-16k" / "codec.safetensors")
-    ap.add_argument("--masker", type=Path, default=REPO / "Models" / "codec-masker" / "model.safetensors")
+    ap.add_argument("--masker", type=Path, default=REPO / "Models" / "codec-masker" / "model.safetensors",
+                    help="the masker whose outputs are studied, or 'none' (e.g. for a codec no masker was trained on)")
     ap.add_argument("--items", type=int, default=32)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -45,7 +47,7 @@ def main(argv=None):
     data = argparse.Namespace(synthetic=False, index=wait_for_index(10), sample_rate=16000, seconds=3.0, seed=0)
     val = make_sampler(data, "valid")
     codec, _ = load_codec(args.codec)
-    masker = load_exported(args.masker)
+    masker = None if str(args.masker) == "none" else load_exported(args.masker)
     books = codec.quantizer.n_codebooks
     rows: dict[str, list[float]] = {}
 
@@ -84,6 +86,15 @@ def main(argv=None):
                 noise = torch.randn_like(z_src)
                 noise *= (z_src.pow(2).sum((1, 2), keepdim=True) / noise.pow(2).sum((1, 2), keepdim=True)).sqrt()
                 add(f"Gaussian error at {snr} dB latent SNR: SI-SDRi (dB)", decoded_gain(z_src + noise * 10 ** (-snr / 20)))
+            # The best a mask can do on this codec: each source's ratio to the mixture around silence's latent,
+            # clipped to [0, 1] per channel and frame (a mask that could also exceed 1 or go negative would be exact).
+            ratio = ((z_src - centre) / torch.where((z_mix - centre).abs() < 1e-6, torch.full_like(z_mix, 1e-6),
+                                                      z_mix - centre)).clamp(0.0, 1.0)
+            oracle = centre + ratio * (z_mix - centre)
+            add("oracle mask around silence's latent, in [0, 1]: latent SNR (dB)", [snr_db(t, e) for t, e in zip(z_src, oracle)])
+            add("oracle mask around silence's latent, in [0, 1]: SI-SDRi (dB)", decoded_gain(oracle))
+            if masker is None:
+                continue
             names = [canonical(p) for p in prompts]
             est = masker(z_mix, [names])
             _, perms = pit_snr_loss(est.flatten(2), z_src[None].flatten(2), z_mix.flatten(1), [names])

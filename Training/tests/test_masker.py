@@ -335,3 +335,32 @@ def test_centred_training_run_exports_an_additive_masker_and_resumes_only_centre
         import shutil
         for name in (run, run + "-2"):
             shutil.rmtree(REPO / "Training" / "masker" / "runs" / name, ignore_errors=True)
+
+
+def test_oracle_target_is_the_best_mask_in_the_unit_interval():
+    from masker.train_masker import oracle_masked
+
+    centre = torch.tensor([1.0, -2.0])
+    z_mix = torch.tensor([[[3.0, -1.0], [-4.0, -2.0]]])                      # (B 1, C 2, T 2); offsets 2, -2 / -2, 0
+    inside = centre[None, None, :, None] + 0.3 * (z_mix[:, None] - centre[None, None, :, None])
+    assert torch.allclose(oracle_masked(inside, z_mix, centre), inside)      # a mask can reach it: unchanged
+    beyond = torch.tensor([[[[5.0, 9.0], [-9.0, -2.0]]]])                    # ratios 2, -4 / 3.5, (offset 0)
+    out = oracle_masked(beyond, z_mix, centre)
+    assert torch.allclose(out, torch.tensor([[[[3.0, 1.0], [-4.0, -2.0]]]]))  # clipped at the mixture / the centre
+
+
+def test_oracle_target_trains_a_centred_masker_only(tmp_path):
+    run = "pytest-oracle"
+    base = [sys.executable, str(REPO / "Training/masker/train_masker.py"), "--run", run, "--synthetic",
+            "--random-codec", "--val-items", "2", "--val-every-sec", "0", "--d-model", "32", "--heads", "2",
+            "--ffn", "64", "--seconds", "1", "--max-steps", "2", "--log", str(tmp_path / "log.csv"),
+            "--export", str(tmp_path / "m.safetensors"), "--oracle-target"]
+    try:
+        r = subprocess.run(base, capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "--oracle-target needs --centred" in r.stdout + r.stderr
+        r = subprocess.run(base + ["--centred"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert load_exported(tmp_path / "m.safetensors").config["additive"] is True
+    finally:
+        import shutil
+        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
