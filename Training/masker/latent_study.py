@@ -6,8 +6,8 @@ with the engine's matcher, SI-SDRi over the mixture).
 
 Rows: the latent SNR of the mixture's latent against the sum of its sources' latents (raw, and with the latent of
 silence taken off every term); decoded SI-SDRi along the straight path from each source's latent to the mixture's
-(z_s + a (z_mix - z_s)), for Gaussian errors at a given latent SNR, for the best mask in [0, 1] around silence's
-latent (session 24: the ceiling of a masker on this codec), and for the masker's outputs as they are and rescaled
+(z_s + a (z_mix - z_s)), for Gaussian errors at a given latent SNR, for the mask in [0, 1] around silence's
+latent closest to each source's latent (session 24: a reference point for a masker on this codec, not a bound), and for the masker's outputs as they are and rescaled
 (per item and per frame) to the norm of their target. ~6 min on one core.
 """
 
@@ -71,6 +71,7 @@ def main(argv=None):
             z_mix = quantize(codec, z[:1], books)[1]
             z_src = quantize(codec, z[1:], books)[1]
             mixture_score = si_sdr(mix[None].expand_as(sources), sources)
+            add("mixture's SI-SDR against each source (dB, for scale)", mixture_score.numpy())
 
             def decoded_gain(latents, refs=sources):
                 audio = codec.decode(requantize(codec, latents, books)[1])[:, 0, :length]
@@ -107,7 +108,6 @@ def main(argv=None):
                 decoded_gain(est * target.norm(dim=(1, 2), keepdim=True) / est.norm(dim=(1, 2), keepdim=True), refs))
             add("masker rescaled per frame to the target's norm: SI-SDRi (dB)",
                 decoded_gain(est * target.norm(dim=1, keepdim=True) / (est.norm(dim=1, keepdim=True) + 1e-6), refs))
-            add("mixture's SI-SDR against each source (dB, for scale)", mixture_score.numpy())
     for key, values in rows.items():
         print(f"{key:75s} {np.mean(values):8.2f}   (n = {len(values)})")
 

@@ -86,8 +86,8 @@ def oracle_masked(target, z_mix, centre):
     """The best latent a centred mask in [0, 1] can give for each target: centre + clip(ratio, 0, 1) (z_mix − centre).
 
     target (B, N, C, T), z_mix (B, C, T), centre (C,). Why: a source's latent is not a masked mixture latent (the
-    codec's latent is not additive), so a loss toward it also asks for what no mask can do; this target asks only for
-    what a mask can, and decodes well (docs/results.md, session 24).
+    codec's latent is not additive), so a loss toward it also asks for what no mask in [0, 1] can do; this target asks
+    only for what such a mask can, and decodes well (docs/results.md, session 24).
     """
     c = centre.to(target.dtype)[None, None, :, None]
     offset = z_mix[:, None] - c
@@ -213,8 +213,8 @@ def main(argv=None):
                     help="latent loss against each source's continuous (encoder) latent instead of its quantised one "
                          "(the latent the encoder's lookup maps to the source's own codes)")
     ap.add_argument("--oracle-target", action="store_true",
-                    help="with --centred: train toward the best mask in [0, 1] around silence's latent (each source's "
-                         "ratio to the mixture, clipped) instead of the source's own latent, which no such mask can "
+                    help="with --centred: train toward the mask in [0, 1] around silence's latent closest to the source "
+                         "(each source's ratio to the mixture, clipped) instead of the source's own latent, which no such mask can "
                          "reach; session 24's latent study decodes that oracle to +2.8 dB SI-SDRi on the validation "
                          "items. Validation still scores against the sources")
     ap.add_argument("--select-by", choices=("sisdri", "latent-snr"), default="sisdri",

@@ -358,9 +358,21 @@ def test_oracle_target_trains_a_centred_masker_only(tmp_path):
     try:
         r = subprocess.run(base, capture_output=True, text=True, timeout=600)
         assert r.returncode != 0 and "--oracle-target needs --centred" in r.stdout + r.stderr
-        r = subprocess.run(base + ["--centred"], capture_output=True, text=True, timeout=600)
+        r = subprocess.run(base + ["--centred", "--warmup", "1"], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
         assert load_exported(tmp_path / "m.safetensors").config["additive"] is True
+        # The same seeded run without the flag trains toward other targets, so it ends with other weights.
+        plain = [a for a in base if a != "--oracle-target"]
+        plain[plain.index(run)] = run + "-plain"
+        plain[plain.index(str(tmp_path / "m.safetensors"))] = str(tmp_path / "plain.safetensors")
+        r = subprocess.run(plain + ["--centred", "--warmup", "1"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # The export is the best validation's model, which may be step 0 in both: compare the last states.
+        runs = REPO / "Training" / "masker" / "runs"
+        last = torch.load(runs / run / "latest.pt", map_location="cpu", weights_only=False)["model"]
+        other = torch.load(runs / (run + "-plain") / "latest.pt", map_location="cpu", weights_only=False)["model"]
+        assert any(not torch.equal(v, other[k]) for k, v in last.items())
     finally:
         import shutil
-        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
+        for name in (run, run + "-plain"):
+            shutil.rmtree(REPO / "Training" / "masker" / "runs" / name, ignore_errors=True)
