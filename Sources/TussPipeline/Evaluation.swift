@@ -130,8 +130,8 @@ public enum Evaluation {
     }
 
     /// Scores the codec path's do-nothing baseline: the mixture sent through the codec alone stands in for every
-    /// prompt's estimate, which is what a masker that changes nothing would decode to (a masker can score below it). The masker is not run; scores are tagged
-    /// `codec-passthrough`. The codec path's SI-SDRi minus this one is what the masker itself adds, apart from what
+    /// prompt's estimate, which is what a masker that changes nothing would decode to (a masker can score below it).
+    /// The masker is not run; scores are tagged `codec-passthrough`. The codec path's SI-SDRi minus this one is what the masker itself adds, apart from what
     /// the codec costs the mixture.
     public static func runCodecPassthrough(manifest path: String, codec: CodecHandle, codebooks: Int? = nil, tasks: Set<String>?,
                                            progress: ((Int, Int) -> Void)? = nil) throws(PipelineError) -> [EvaluationScore] {

@@ -154,3 +154,11 @@ def dequantize(codec: DAC, codes):
 def encode_latent(codec: DAC, audio):
     """Continuous latent (B, C, ceil(L/hop)) of audio (B, L)."""
     return codec.encoder(codec.preprocess(audio[:, None]))
+
+
+@torch.no_grad()
+def silence_latent(codec: DAC):
+    """The latent (C,) the codec gives one frame of silence: an inner frame of one second, so no edge padding is in
+    view. The centred masker masks around it (train_masker.py --centred, latent_study.py)."""
+    silence = encode_latent(codec, torch.zeros(1, codec.sample_rate))[0]
+    return silence[:, silence.shape[-1] // 2]

@@ -24,7 +24,8 @@ TRAINING = Path(__file__).resolve().parents[1]
 if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
-from masker.codec_tools import encode_latent, load_codec, quantize, requantize  # noqa: E402
+from masker.codec_tools import encode_latent, load_codec, quantize, requantize, silence_latent  # noqa: E402
+from masker.train_masker import oracle_masked  # noqa: E402
 from masker.model import canonical, load_exported  # noqa: E402
 from tuss.train import get_item, make_sampler, pit_snr_loss, si_sdr, wait_for_index  # noqa: E402
 
@@ -55,8 +56,7 @@ def main(argv=None):
         rows.setdefault(key, []).extend(float(v) for v in np.atleast_1d(values))
 
     with torch.no_grad():
-        silence = encode_latent(codec, torch.zeros(1, codec.sample_rate))[0]
-        centre = silence[:, silence.shape[-1] // 2, None]
+        centre = silence_latent(codec)[:, None]
         add("latent of silence: norm per frame", float(centre.norm()))
         for i in range(args.items):
             mix, prompts, sources = get_item(val, i)
@@ -87,11 +87,9 @@ def main(argv=None):
                 noise = torch.randn_like(z_src)
                 noise *= (z_src.pow(2).sum((1, 2), keepdim=True) / noise.pow(2).sum((1, 2), keepdim=True)).sqrt()
                 add(f"Gaussian error at {snr} dB latent SNR: SI-SDRi (dB)", decoded_gain(z_src + noise * 10 ** (-snr / 20)))
-            # The best a mask can do on this codec: each source's ratio to the mixture around silence's latent,
+            # A reference for a mask on this codec: each source's ratio to the mixture around silence's latent,
             # clipped to [0, 1] per channel and frame (a mask that could also exceed 1 or go negative would be exact).
-            ratio = ((z_src - centre) / torch.where((z_mix - centre).abs() < 1e-6, torch.full_like(z_mix, 1e-6),
-                                                      z_mix - centre)).clamp(0.0, 1.0)
-            oracle = centre + ratio * (z_mix - centre)
+            oracle = oracle_masked(z_src[None], z_mix, centre[:, 0])[0]
             add("oracle mask around silence's latent, in [0, 1]: latent SNR (dB)", [snr_db(t, e) for t, e in zip(z_src, oracle)])
             add("oracle mask around silence's latent, in [0, 1]: SI-SDRi (dB)", decoded_gain(oracle))
             if masker is None:

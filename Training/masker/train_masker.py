@@ -49,7 +49,8 @@ if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
 from codec.train_codec import SpectralLosses  # noqa: E402
-from masker.codec_tools import encode_latent, load_codec, quantize, requantize, write_random_codec  # noqa: E402
+from masker.codec_tools import (encode_latent, load_codec, quantize, requantize, silence_latent,  # noqa: E402
+                                 write_random_codec)
 from masker.model import PROMPTS, LatentMasker, canonical, default_config, export, grow_from, load_exported  # noqa: E402
 from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, snr_with_zero_refs, wait_for_index)
@@ -213,10 +214,10 @@ def main(argv=None):
                     help="latent loss against each source's continuous (encoder) latent instead of its quantised one "
                          "(the latent the encoder's lookup maps to the source's own codes)")
     ap.add_argument("--oracle-target", action="store_true",
-                    help="with --centred: train toward the mask in [0, 1] around silence's latent closest to the source "
-                         "(each source's ratio to the mixture, clipped) instead of the source's own latent, which no such mask can "
-                         "reach; session 24's latent study decodes that oracle to +2.8 dB SI-SDRi on the validation "
-                         "items. Validation still scores against the sources")
+                    help="with --centred: train toward the mask in [0, 1] around silence's latent closest to the "
+                         "source (each source's ratio to the mixture, clipped) instead of the source's own latent, "
+                         "which no such mask can reach; session 24's latent study decodes that oracle to +2.8 dB "
+                         "SI-SDRi on the validation items. Validation still scores against the sources")
     ap.add_argument("--select-by", choices=("sisdri", "latent-snr"), default="sisdri",
                     help="validation figure that picks the exported model (latent-snr when --no-decode-val)")
     ap.add_argument("--decoded-seconds", type=float, default=1.0,
@@ -302,9 +303,7 @@ def main(argv=None):
         print(f"initialised from {args.init_from} (trained on codec {donor.config['codec']}){grown}", flush=True)
 
     if args.centred:
-        with torch.no_grad():
-            silence = encode_latent(codec, torch.zeros(1, codec.sample_rate))[0]
-        model.set_centre(silence[:, silence.shape[-1] // 2])           # an inner frame: no edge padding in view
+        model.set_centre(silence_latent(codec))
         print(f"centred: masks around the latent of silence (norm {float(model.centre.norm()):.2f})", flush=True)
     if state["centred"] != args.centred:
         raise SystemExit(f"--resume: the run was {'' if state['centred'] else 'not '}trained with --centred; "
