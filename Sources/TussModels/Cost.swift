@@ -70,7 +70,8 @@ public enum ModelCost {
         let keys = frames >= c.window ? (t - w) * w + w * (w + 1) / 2 : t * (t + 1) / 2
         let dense = t * (4 * d * d + 2 * d * f)
         let joint = Double(c.jointLayers) * (dense + 2 * d * (keys + t * Double(prompts + 1)))
-        let shared = t * Double(c.latentDim) * d + joint
+        // The input projection sees the frame and, with lookahead L, the L frames after it.
+        let shared = t * Double(c.latentDim * (1 + c.lookahead)) * d + joint
         let heads = c.additive ? 2.0 : 1.0
         let perPrompt = Double(c.filmLayers) * (dense + 2 * d * keys) + heads * t * d * Double(c.latentDim)
         return (shared, perPrompt)

@@ -153,13 +153,14 @@ public enum Benchmarks {
                     for ch in 0..<c.latentDim { for t in 0..<n { piece.data[ch * n + t] = latent.data[ch * frames + t0 + t] } }
                     _ = stream.push(piece)
                 }
+                _ = stream.finish()
             })
         }
         let cost = ModelCost.masker(c, frames: frames, prompts: prompts.count)
         let total = cost.shared + Double(prompts.count) * cost.perPrompt
         let one = ModelCost.masker(c, frames: frames, prompts: 1)
         var lines = [
-            "\(label): latent \(c.latentDim), D \(c.modelDim), \(c.heads) heads, FFN \(c.ffnDim), \(c.jointLayers) joint + \(c.filmLayers) FiLM layers, window \(c.window) frames",
+            "\(label): latent \(c.latentDim), D \(c.modelDim), \(c.heads) heads, FFN \(c.ffnDim), \(c.jointLayers) joint + \(c.filmLayers) FiLM layers, window \(c.window) frames, lookahead \(c.lookahead)",
             String(format: "threads: %d; %.1f s of latent at %.2f frames/s; %d prompt%@ (%@)", ComputeThreads.count, seconds, frameRate,
                    prompts.count, prompts.count == 1 ? "" : "s", prompts.map(\.name).joined(separator: ",")),
             String(format: "compute: %.4f GMAC per second of audio for one prompt (shared %.4f + per prompt %.4f); %.4f for these prompts",

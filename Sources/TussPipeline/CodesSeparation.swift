@@ -42,8 +42,9 @@ public struct MaskerHandle: Sendable {
 
 /// Streaming codes → per-prompt codes for one channel of one codes stream.
 ///
-/// Each push dequantizes the codes, masks the latent once per prompt (lookahead 0, so every frame comes back at
-/// once) and turns every masked latent back into codes with as many codebooks as the input has. That last step is
+/// Each push dequantizes the codes, masks the latent once per prompt (a causal masker returns every frame at once;
+/// one with lookahead L returns each frame L frames later, and ``finish()`` the last L) and turns every masked
+/// latent back into codes with as many codebooks as the input has. That last step is
 /// a ``LatentCodeMatcher`` (nearest latent contribution per codebook), not the encoder's cosine lookup, which does
 /// not bring latents of this kind back to the right codes.
 public struct CodesSeparator: Sendable {
@@ -52,6 +53,8 @@ public struct CodesSeparator: Sendable {
     let quantizer: ResidualVectorQuantizer
     let matcher: LatentCodeMatcher
     var stream: LatentMaskerStream
+    /// Codebooks of the pushed codes (nil before the first frames): the held frames go back to codes with as many.
+    var codebooks: Int?
 
     /// Refuses a masker that was not trained on `codec`, and prompt lists the masker cannot run.
     ///
@@ -82,10 +85,15 @@ public struct CodesSeparator: Sendable {
         }
     }
 
-    /// Frames pushed so far.
+    /// Frames separated so far (pushed frames, less those a lookahead masker still holds back).
     public var position: Int { stream.position }
 
-    /// Codes `[codebook][frame]` in (at most the codec's codebooks are used) → per prompt `[codebook][frame]`.
+    /// Frames a push holds back until the frames after them arrive (the masker's lookahead; 0 for a causal one).
+    public var lookahead: Int { stream.lookahead }
+
+    /// Codes `[codebook][frame]` in (at most the codec's codebooks are used) → per prompt `[codebook][frame]`, for
+    /// the frames that are ready: all of them for a causal masker; with lookahead L, the output runs L frames behind
+    /// the input and ``finish()`` returns the last L.
     ///
     /// Rows must have equal lengths, as every `CodesChunk` from a reader or parser has.
     public mutating func push(_ codes: [[Int32]]) -> [[[Int32]]] {
@@ -95,8 +103,21 @@ public struct CodesSeparator: Sendable {
         guard books > 0, frames > 0 else {
             return [[[Int32]]](repeating: [[Int32]](repeating: [], count: books), count: prompts.count)
         }
+        if let known = codebooks {
+            precondition(known == books, "CodesSeparator: \(books) codebooks after \(known) in one stream")
+        }
+        codebooks = books
         let latent = quantizer.dequantize(Array(codes.prefix(books)), frames: frames)
         return stream.push(latent).map { matcher.match($0, codebooks: books) }
+    }
+
+    /// Ends the stream: per prompt the codes of the frames a lookahead masker still held (none for a causal one).
+    public mutating func finish() -> [[[Int32]]] {
+        let tail = stream.finish()
+        guard let books = codebooks else {
+            return [[[Int32]]](repeating: [], count: prompts.count)
+        }
+        return tail.map { matcher.match($0, codebooks: books) }
     }
 }
 
@@ -153,13 +174,22 @@ public enum CodesSeparation {
                 try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: matcher)
             }
             var frames: Int64 = 0
-            while let chunk = try nextChunk(reader, input) {
-                let outputs = separators[chunk.channel].push(chunk.codes)
+            // Output frames written per channel: a lookahead masker's output runs behind its input. Every channel
+            // gets the same time ranges, so every channel's output of one range has the same length too.
+            var written = [Int64](repeating: 0, count: header.channels)
+            func write(_ outputs: [[[Int32]]], channel: Int) throws {
+                let count = outputs.first?.first?.count ?? 0
+                guard count > 0 else { return }
                 for (p, writer) in writers.enumerated() {
-                    try writer.write(CodesChunk(channel: chunk.channel, firstFrame: chunk.firstFrame, codes: outputs[p]))
+                    try writer.write(CodesChunk(channel: channel, firstFrame: written[channel], codes: outputs[p]))
                 }
+                written[channel] += Int64(count)
+            }
+            while let chunk = try nextChunk(reader, input) {
+                try write(separators[chunk.channel].push(chunk.codes), channel: chunk.channel)
                 if chunk.channel == 0 { frames += Int64(chunk.codes.first?.count ?? 0) }
             }
+            for channel in 0..<header.channels { try write(separators[channel].finish(), channel: channel) }
             for writer in writers { try writer.finish() }
             var report = CodesSeparationReport(codes: paths, audio: [], clippedSamples: [], frames: frames,
                                                seconds: Double(header.originalLength) / Double(max(header.originalSampleRate, 1)),
@@ -241,7 +271,8 @@ public struct CodecPathSeparator: Sendable {
                 let x = sampleRate == rate ? channel : try Resampler.resample([channel], from: sampleRate, to: rate)[0]
                 let codes = codec.codec.encode(x, codebooks: codebooks)
                 var separator = try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: matcher)
-                for (p, sourceCodes) in separator.push(codes).enumerated() {
+                let head = separator.push(codes), tail = separator.finish()
+                for (p, sourceCodes) in zip(head, tail).map({ h, t in zip(h, t).map { $0 + $1 } }).enumerated() {
                     let y = fitLength(codec.codec.decode(sourceCodes), x.count)
                     let back = sampleRate == rate ? y : try Resampler.resample([y], from: rate, to: sampleRate)[0]
                     out[p].append(fitLength(back, length))

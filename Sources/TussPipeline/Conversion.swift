@@ -85,7 +85,8 @@ public struct ModelDescription: Sendable {
             s.append(("latent", "\(m.latentDim) channels"))
             s.append(("transformer", "D \(m.modelDim), \(m.heads) heads, FFN \(m.ffnDim), \(m.jointLayers) joint + \(m.filmLayers) FiLM layers"))
             s.append(("output", m.additive ? "latent ⊙ mask + additive term" : "latent ⊙ mask"))
-            s.append(("window", "\(m.window) frames (causal, lookahead 0)"))
+            s.append(("window", m.lookahead == 0 ? "\(m.window) frames (causal, lookahead 0)"
+                      : "\(m.window) frames back, lookahead \(m.lookahead) frames (a stream returns each frame \(m.lookahead) frames late)"))
             s.append(("prompts", "\(m.prompts.joined(separator: ", ")) (at most \(m.maxPrompts) per call)"))
             s.append(("codec", "\(m.codecName) (weights sha256 \(m.codecHash.prefix(16))…)"))
         }

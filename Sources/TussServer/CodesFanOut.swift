@@ -40,25 +40,32 @@ struct CodesFanOut {
         framesIn = Array(repeating: 0, count: header.channels)
     }
 
-    /// Separates one input chunk; returns the output pieces it completes.
+    /// Separates one input chunk; returns the output pieces it completes (a lookahead masker's output runs behind
+    /// its input, so the first chunks may complete none).
     mutating func push(_ chunk: CodesChunk) throws(ServerError) -> [OutputPiece] {
         let separated = separators[chunk.channel].push(chunk.codes)
         framesIn[chunk.channel] += Int64(chunk.frameCount)
+        try collect(separated, channel: chunk.channel)
+        return try drain()
+    }
+
+    /// Adds one channel's separated frames to what waits to be written.
+    private mutating func collect(_ separated: [[[Int32]]], channel: Int) throws(ServerError) {
         guard separated.count == outputs else {
             throw .internalError("the separator returned \(separated.count) outputs for \(outputs) prompts")
         }
         for o in 0..<outputs {
             let rows = separated[o]
-            if pending[o][chunk.channel].isEmpty {
-                pending[o][chunk.channel] = rows
+            if rows.isEmpty { continue }
+            if pending[o][channel].isEmpty {
+                pending[o][channel] = rows
             } else {
-                guard rows.count == pending[o][chunk.channel].count else {
+                guard rows.count == pending[o][channel].count else {
                     throw .internalError("the separator changed its codebook count mid-stream")
                 }
-                for k in 0..<rows.count { pending[o][chunk.channel][k] += rows[k] }
+                for k in 0..<rows.count { pending[o][channel][k] += rows[k] }
             }
         }
-        return try drain()
     }
 
     /// Writes every time range that all channels of all outputs have.
@@ -92,9 +99,11 @@ struct CodesFanOut {
         return pieces
     }
 
-    /// Ends every output stream: a header (for an empty stream) and the end marker.
+    /// Ends every output stream: the frames a lookahead masker still held, a header (for an empty stream) and the
+    /// end marker.
     mutating func finish() throws(ServerError) -> [OutputPiece] {
-        var pieces: [OutputPiece] = []
+        for channel in 0..<inputHeader.channels { try collect(separators[channel].finish(), channel: channel) }
+        var pieces = try drain()
         for o in 0..<outputs where headers[o] == nil {
             let h = outputHeader(codebooks: inputHeader.codebooks)
             headers[o] = h

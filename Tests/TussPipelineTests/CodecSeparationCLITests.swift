@@ -71,6 +71,43 @@ final class CodecSeparationCLITests: XCTestCase {
         }
     }
 
+    /// A masker with lookahead: the file flow still writes every frame of every channel, in time ranges the codes
+    /// format accepts, although each output lags its input; it equals the separator run on each channel whole.
+    func testCodesInCodesOutWithALookaheadMasker() throws {
+        let (_, ahead) = try writeCodecAndMasker(in: dir, lookahead: 2)
+        // Rewrite the mixture's codes in 7-frame time ranges, so the lag crosses range boundaries.
+        let input = try CodesReader(path: codes)
+        let whole = try input.readAll()                                     // [channel][codebook][frame]
+        let frames = whole[0][0].count
+        let small = path("small.bin")
+        let writer = try CodesWriter(path: small, header: input.header)
+        for start in stride(from: 0, to: frames, by: 7) {
+            let end = min(frames, start + 7)
+            for c in 0..<2 {
+                try writer.write(CodesChunk(channel: c, firstFrame: Int64(start), codes: whole[c].map { Array($0[start..<end]) }))
+            }
+        }
+        try writer.finish()
+        let out = path("ahead")
+        let r = try runTool(["separate", "--codes", small, "--prompts", "speech,sfx-mix", "--codec", codec, "--masker", ahead,
+                             "-o", out, "--decode", "--quiet"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let handle = try CodecHandle.open(codec), m = try MaskerHandle.open(ahead)
+        for (p, name) in ["speech", "sfx-mix"].enumerated() {
+            let separated = try CodesReader(path: "\(out)/\(name).bin").readAll()
+            XCTAssertEqual(separated.map { $0[0].count }, [frames, frames], "\(name): every frame of both channels")
+            for c in 0..<2 {
+                var separator = try CodesSeparator(codec: handle, masker: m, prompts: try Prompt.parseList("speech,sfx-mix"))
+                let head = separator.push(whole[c]), tail = separator.finish()
+                let direct = zip(head[p], tail[p]).map { $0 + $1 }
+                let differing = zip(direct.joined(), separated[c].joined()).filter { $0 != $1 }.count
+                XCTAssertLessThanOrEqual(differing, 2, "channel \(c) \(name): \(differing) codes differ (only near-ties may)")
+            }
+            let info = try AudioFileReader(path: "\(out)/\(name).wav").info
+            XCTAssertEqual([info.sampleRate, info.channels, Int(info.frames)], [44100, 2, Int(1.3 * 44100)])
+        }
+    }
+
     func testDecodeFlagAndAllPromptNames() throws {
         let out = path("all")
         let r = try separateCodes(Prompt.all.map(\.name).joined(separator: ","), out, ["--decode"])

@@ -39,6 +39,47 @@ final class CodesSeparatorTests: XCTestCase {
         XCTAssertNotEqual(expected[0], codes.map { $0 }, "the masker must change the codes")
     }
 
+    /// A masker with lookahead 3: each push returns the frames whose next 3 have arrived, `finish` the last 3, and
+    /// the whole equals one push of everything then `finish` (which is what the file flow and the server run).
+    func testLookaheadReturnsEveryFrameLate() throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-codec-tests")
+        let (codecPath, maskerPath) = try writeCodecAndMasker(in: dir, lookahead: 3)
+        let codec = try CodecHandle.open(codecPath), masker = try MaskerHandle.open(maskerPath)
+        XCTAssertEqual(masker.masker.config.lookahead, 3)
+        let prompts = try Prompt.parseList("speech,speech,music-mix")
+        let codes = codec.codec.encode(testSignal(seconds: 1.5, rate: 16000, channels: 1)[0], codebooks: 3)
+        let frames = codes[0].count
+        var whole = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+        XCTAssertEqual(whole.lookahead, 3)
+        var expected = whole.push(codes)
+        XCTAssertEqual(expected[0][0].count, frames - 3)
+        for (p, rest) in whole.finish().enumerated() { for k in 0..<3 { expected[p][k] += rest[k] } }
+        XCTAssertEqual(expected[0][0].count, frames)
+        var chunked = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+        var got = [[[Int32]]](repeating: [[Int32]](repeating: [], count: 3), count: 3)
+        var start = 0
+        for size in [1, 1, 4, 13, 1, 40, 15] {
+            let out = chunked.push(codes.map { Array($0[start..<(start + size)]) })
+            for p in 0..<3 { for k in 0..<3 { got[p][k] += out[p][k] } }
+            start += size
+            XCTAssertEqual(got[0][0].count, max(0, start - 3), "after \(start) frames")
+            XCTAssertEqual(chunked.position, max(0, start - 3))
+        }
+        for (p, rest) in chunked.finish().enumerated() { for k in 0..<3 { got[p][k] += rest[k] } }
+        XCTAssertEqual(start, frames)
+        XCTAssertEqual(chunked.position, frames)
+        var mismatches = 0
+        for p in 0..<3 { for k in 0..<3 { for t in 0..<frames where got[p][k][t] != expected[p][k][t] { mismatches += 1 } } }
+        XCTAssertLessThanOrEqual(mismatches, 2, "\(mismatches) of \(3 * 3 * frames) codes differ")
+        // The frames ahead matter: a causal masker with the same other weights gives other codes.
+        let (_, causalPath) = try writeCodecAndMasker(in: dir)
+        var causal = try CodesSeparator(codec: codec, masker: try MaskerHandle.open(causalPath), prompts: prompts)
+        XCTAssertNotEqual(causal.push(codes)[0], expected[0])
+        // A stream that never got frames finishes with nothing.
+        var empty = try CodesSeparator(codec: codec, masker: masker, prompts: prompts)
+        XCTAssertEqual(empty.finish().map(\.count), [0, 0, 0])
+    }
+
     /// Separators sharing one codec's matcher give the codes a separator with its own tables gives; a matcher of
     /// another shape is refused.
     func testSharedMatcher() throws {

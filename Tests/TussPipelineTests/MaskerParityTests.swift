@@ -59,6 +59,30 @@ final class MaskerParityTests: XCTestCase {
         }
     }
 
+    /// A masker that looks 3 frames ahead (`input_ahead`, with the additive head): offline, and streamed with the
+    /// output 3 frames behind the input and `finish` returning the last 3.
+    func testLookaheadMatchesPyTorch() throws {
+        let dir = (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/masker-random-lookahead")
+        func file(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
+        let fixture = try loadFixture(case: file("case.safetensors"), masker: file("model.safetensors"), codec: file("codec.safetensors"))
+        XCTAssertEqual(fixture.masker.config.lookahead, 3)
+        XCTAssertEqual(fixture.masker.config.json["lookahead"]?.intValue, 3)
+        try assertParity(fixture, maxNearTies: 2)
+        let info = try runTool(["info", file("model.safetensors")])
+        XCTAssertEqual(info.status, 0, info.err)
+        XCTAssertTrue(info.out.contains("lookahead 3 frames"), info.out)
+        // Without its input_ahead the file is refused, naming the tensor.
+        let store = try Safetensors.load(file("model.safetensors"))
+        let without = try WeightStore(store.namedTensors.filter { $0.name != "input_ahead.weight" }, metadata: store.metadata)
+        XCTAssertThrowsError(try LatentMasker(config: fixture.masker.config, weights: without)) {
+            XCTAssertTrue("\($0)".contains("input_ahead.weight"), "\($0)")
+        }
+        // A negative lookahead in the config is refused with the key named.
+        var json = fixture.masker.config.json
+        if case .object(var object) = json { object["lookahead"] = .int(-1); json = .object(object) }
+        XCTAssertThrowsError(try LatentMaskerConfig(json: json)) { XCTAssertTrue("\($0)".contains("'lookahead'"), "\($0)") }
+    }
+
     /// The shipped masker on the shipped codec; the fixture names both files by sha256, so a retrained model without
     /// a regenerated fixture fails here instead of passing against stale numbers.
     func testShippedMaskerMatchesTheRecipe() throws {
@@ -95,16 +119,26 @@ final class MaskerParityTests: XCTestCase {
             let offline = f.masker.separate(latent, prompts: prompts)
             var stream = f.masker.makeStream(prompts: prompts)
             var streamed = [[Float]](repeating: [Float](repeating: 0, count: per), count: prompts.count)
-            var start = 0
+            var start = 0, filled = 0
+            // A lookahead masker returns each frame `lookahead` frames late; `finish` returns the rest.
+            func place(_ outputs: [Tensor]) {
+                let n = outputs.first?.shape[1] ?? 0
+                for (p, out) in outputs.enumerated() {
+                    for ch in 0..<f.masker.config.latentDim { for t in 0..<n { streamed[p][ch * frames + filled + t] = out.data[ch * n + t] } }
+                }
+                filled += n
+            }
             for size in [1, 2, 9, 30, 23] {
                 var piece = Tensor(zeros: [f.masker.config.latentDim, size])
                 for ch in 0..<f.masker.config.latentDim { for t in 0..<size { piece.data[ch * size + t] = latent.data[ch * frames + start + t] } }
-                for (p, out) in stream.push(piece).enumerated() {
-                    for ch in 0..<f.masker.config.latentDim { for t in 0..<size { streamed[p][ch * frames + start + t] = out.data[ch * size + t] } }
-                }
                 start += size
+                place(stream.push(piece))
+                XCTAssertEqual(filled, max(0, start - f.masker.config.lookahead), "frames returned after \(start) pushed")
             }
+            place(stream.finish())
             XCTAssertEqual(start, frames)
+            XCTAssertEqual(filled, frames)
+            XCTAssertEqual(stream.finish().first?.shape, [f.masker.config.latentDim, 0], "a second finish returns nothing")
             var nearTies = 0
             for (p, out) in offline.enumerated() {
                 let reference = Array(expected[(p * per)..<((p + 1) * per)])

@@ -75,10 +75,10 @@ func codecHashHex(_ codec: CodecHandle) -> String {
 
 /// Writes a random-weight masker for `codec` (or for an explicit latent width and hash) under our parameter names.
 func writeRandomMasker(latentDim: Int, codecName: String, codecHash: String, seed: UInt64, to path: String,
-                       modelDim: Int = 16, window: Int = 6) throws {
+                       modelDim: Int = 16, window: Int = 6, lookahead: Int = 0) throws {
     let config = LatentMaskerConfig(latentDim: latentDim, modelDim: modelDim, heads: 2, ffnDim: 24, jointLayers: 2,
                                     filmLayers: 2, window: window, prompts: Prompt.all.map(\.name), maxPrompts: 8,
-                                    codecName: codecName, codecHash: codecHash)
+                                    codecName: codecName, codecHash: codecHash, lookahead: lookahead)
     var rng = XorshiftGenerator(seed: seed)
     var tensors: [(name: String, tensor: WeightTensor)] = []
     let d = modelDim, f = 24
@@ -98,6 +98,7 @@ func writeRandomMasker(latentDim: Int, codecName: String, codecHash: String, see
         norm("\(p).ffn_norm"); linear("\(p).ffn.in", d, f); linear("\(p).ffn.out", f, d)
     }
     linear("input_proj", latentDim, d)
+    if lookahead > 0 { add("input_ahead.weight", [d, lookahead * latentDim], scale: 1 / Float(lookahead * latentDim).squareRoot()) }
     add("start_token", [d], scale: 1)
     add("prompt_embed.weight", [8, d], scale: 1)
     add("slot_embed.weight", [8, d], scale: 1)
@@ -111,11 +112,13 @@ func writeRandomMasker(latentDim: Int, codecName: String, codecHash: String, see
 }
 
 /// A test codec and a masker trained "for" it, written into `dir`.
-func writeCodecAndMasker(in dir: String, latent: Int = 32, codecSeed: UInt64 = 11) throws -> (codec: String, masker: String) {
+func writeCodecAndMasker(in dir: String, latent: Int = 32, codecSeed: UInt64 = 11,
+                         lookahead: Int = 0) throws -> (codec: String, masker: String) {
     let codecPath = (dir as NSString).appendingPathComponent("codec-\(codecSeed)-\(latent).safetensors")
     try writeRandomDAC(smallDACConfig(latent: latent), seed: codecSeed, to: codecPath)
     let handle = try CodecHandle.open(codecPath)
-    let maskerPath = (dir as NSString).appendingPathComponent("masker-\(codecSeed)-\(latent).safetensors")
-    try writeRandomMasker(latentDim: latent, codecName: handle.identity.name, codecHash: codecHashHex(handle), seed: 5, to: maskerPath)
+    let maskerPath = (dir as NSString).appendingPathComponent("masker-\(codecSeed)-\(latent)-ahead\(lookahead).safetensors")
+    try writeRandomMasker(latentDim: latent, codecName: handle.identity.name, codecHash: codecHashHex(handle), seed: 5, to: maskerPath,
+                          lookahead: lookahead)
     return (codecPath, maskerPath)
 }

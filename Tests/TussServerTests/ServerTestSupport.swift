@@ -14,27 +14,33 @@ import XCTest
 @testable import TussServer
 
 /// The masker branch's fixture: a random-weight 16 kHz DAC (hop 320, 4 codebooks of 64) and a random masker trained
-/// for it (`Tests/Fixtures/masker-random`).
-func fixturePath(_ name: String) -> String {
-    (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/masker-random/\(name)")
+/// for it (`Tests/Fixtures/masker-random`; `masker-random-lookahead` has a masker that looks 3 frames ahead).
+func fixturePath(_ name: String, fixture: String = "masker-random") -> String {
+    (packageRoot() as NSString).appendingPathComponent("Tests/Fixtures/\(fixture)/\(name)")
 }
 
 /// The fixture codec.
-func fixtureCodec() throws -> CodecHandle { try CodecHandle.open(fixturePath("codec.safetensors")) }
+func fixtureCodec(fixture: String = "masker-random") throws -> CodecHandle {
+    try CodecHandle.open(fixturePath("codec.safetensors", fixture: fixture))
+}
 
 /// The fixture masker.
-func fixtureMasker() throws -> MaskerHandle { try MaskerHandle.open(fixturePath("model.safetensors")) }
+func fixtureMasker(fixture: String = "masker-random") throws -> MaskerHandle {
+    try MaskerHandle.open(fixturePath("model.safetensors", fixture: fixture))
+}
 
 /// An engine with the fixture codec and (unless `masker` is false) its masker.
-func codecEngine(masker: Bool = true) throws -> SeparationEngine {
-    try SeparationEngine(spectral: nil, codec: try fixtureCodec(), masker: masker ? try fixtureMasker() : nil)
+func codecEngine(masker: Bool = true, fixture: String = "masker-random") throws -> SeparationEngine {
+    try SeparationEngine(spectral: nil, codec: try fixtureCodec(fixture: fixture),
+                         masker: masker ? try fixtureMasker(fixture: fixture) : nil)
 }
 
 /// The offline codec-path separation of a codes file (`CodesSeparation.separateFile`): `[prompt][channel][codebook][frame]`.
-func offlineSeparation(_ bin: String, prompts: String, dir: String) throws -> [[[[Int32]]]] {
+func offlineSeparation(_ bin: String, prompts: String, dir: String, fixture: String = "masker-random") throws -> [[[[Int32]]]] {
     let out = (dir as NSString).appendingPathComponent("offline-\(UUID().uuidString)")
     let report = try CodesSeparation.separateFile(input: bin, outputDirectory: out, prompts: try Prompt.parseList(prompts),
-                                                  codec: try fixtureCodec(), masker: try fixtureMasker(), decode: false, float32: true)
+                                                  codec: try fixtureCodec(fixture: fixture),
+                                                  masker: try fixtureMasker(fixture: fixture), decode: false, float32: true)
     return try report.codes.map { try CodesReader(path: $0).readAll() }
 }
 

@@ -45,6 +45,30 @@ final class StreamRouteTests: XCTestCase {
         XCTAssertEqual(try AudioFileReader(path: report.audioFiles[0]).info.frames, Int64(1.3 * Double(rate)))
     }
 
+    /// A masker that looks 3 frames ahead: the stream's outputs run 3 frames behind its input, and the end of the
+    /// stream flushes them, so every frame still comes back, equal to the offline separation.
+    func testLookaheadMaskerStreamsEveryFrame() async throws {
+        let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")
+        let fixture = "masker-random-lookahead"
+        let codec = try fixtureCodec(fixture: fixture)
+        let server = try SeparationServer(engine: try codecEngine(fixture: fixture), limits: ServerLimits())
+        let input = try writeWAV(signal(seconds: 1.3, rate: 16000, channels: 1), rate: 16000, to: (dir as NSString).appendingPathComponent("talk.wav"))
+        let bin = (dir as NSString).appendingPathComponent("talk.bin")
+        _ = try CodecPipeline.encodeFile(input: input, output: bin, codec: codec, codebooks: nil)
+        let report = try await withServer(server) { port in
+            var options = EdgeStreamOptions(input: input, server: "ws://127.0.0.1:\(port)", prompts: ["speech", "sfx-mix"],
+                                            outputDirectory: (dir as NSString).appendingPathComponent("out"))
+            options.chunkSeconds = 0.04   // 2 frames per chunk: the first chunk completes no output frame
+            return try await EdgeStreamClient.run(options, codec: codec)
+        }
+        let frames = try CodesReader(path: bin).readAll()[0][0].count
+        let expected = try offlineSeparation(bin, prompts: "speech,sfx-mix", dir: dir, fixture: fixture)
+        XCTAssertEqual(report.framesReceived, [Int64(frames), Int64(frames)])
+        for (p, path) in report.codesFiles.enumerated() {
+            XCTAssertEqual(try CodesReader(path: path).readAll(), expected[p], path)
+        }
+    }
+
     /// The opus transport: the server decodes the segments, encodes and separates; every frame comes back.
     func testOpusTransport() async throws {
         let dir = try temporaryDirectory(self, prefix: "tuss-server-tests")

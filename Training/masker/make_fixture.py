@@ -3,6 +3,7 @@
     python3 Training/masker/make_fixture.py --out Tests/Fixtures/masker-random      # write
     python3 Training/masker/make_fixture.py --check Tests/Fixtures/masker-random    # recompute and compare
     python3 Training/masker/make_fixture.py --additive --out Tests/Fixtures/masker-random-additive   # with add_head
+    python3 Training/masker/make_fixture.py --additive --lookahead 3 --out Tests/Fixtures/masker-random-lookahead
     # the shipped masker on the shipped codec (all codebooks); only case.safetensors, naming both files by sha256
     python3 Training/masker/make_fixture.py --model Models/codec-masker/model.safetensors \
         --codec Codecs/dac-small-16k/codec.safetensors --out Tests/Fixtures/codec-masker     # or --check DIR
@@ -40,10 +41,10 @@ CASES = {"a": ["speech", "speech", "sfx-mix"], "b": list(PROMPTS)}
 CODEBOOKS = 3
 
 
-def random_masker(codec_identity: dict, seed: int, additive: bool = False) -> LatentMasker:
+def random_masker(codec_identity: dict, seed: int, additive: bool = False, lookahead: int = 0) -> LatentMasker:
     torch.manual_seed(seed)
     config = default_config(16, codec_identity["name"], codec_identity["sha256"], d_model=32, heads=2, ffn=64, window=8,
-                            **({"additive": True} if additive else {}))
+                            **({"additive": True} if additive else {}), **({"lookahead": lookahead} if lookahead else {}))
     model = LatentMasker(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -104,6 +105,8 @@ def main(argv=None):
     ap.add_argument("--codec", type=Path, help="the codec --model was trained on")
     ap.add_argument("--additive", action="store_true",
                     help="the random masker has the additive head (Tests/Fixtures/masker-random-additive)")
+    ap.add_argument("--lookahead", type=int, default=0,
+                    help="the random masker looks this many frames ahead (Tests/Fixtures/masker-random-lookahead)")
     args = ap.parse_args(argv)
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
@@ -150,7 +153,7 @@ def main(argv=None):
         return
     codec_path = write_random_codec(args.out / "codec.safetensors", seed=args.seed)
     _, identity = load_codec(codec_path)
-    model = random_masker(identity, args.seed, additive=args.additive)
+    model = random_masker(identity, args.seed, additive=args.additive, lookahead=args.lookahead)
     export(model, args.out / "model.safetensors", {"source": "Training/masker/make_fixture.py (random weights)"})
     tensors, meta = compute(codec_path, model)
     save_file(tensors, str(args.out / "case.safetensors"), metadata=meta)

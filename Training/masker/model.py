@@ -1,6 +1,8 @@
 """The codec-path latent masker (PyTorch), with the parameter names the Swift engine reads (docs/masker.md).
 
     latent z (B, C, T) -> x = input_proj(z^T)                                  (B, T, D)
+    config "lookahead" L > 0: x_t += input_ahead [z_{t+1}; ...; z_{t+L}] (frames past the end count as zero), so
+    frame t also sees the L frames after it (the algorithmic latency of streaming: L codec frames)
     tokens [start, prompt_embed[p_n] + slot_embed[n] for n < N]                (B, N+1, D)
     joint_layers x pre-norm layers over [tokens; frames]:
         prompts see start+prompts; frame t sees start+prompts and frames t-W+1..t (causal window)
@@ -123,6 +125,12 @@ class LatentMasker(nn.Module):
         self.config = dict(config)
         c, d = config["latent_dim"], config["d_model"]
         self.input_proj = nn.Linear(c, d)
+        if config.get("lookahead", 0) > 0:
+            # Why: the codec's encoder is not causal, so a source's latent at frame t depends on audio that only the
+            # mixture's next few latent frames describe; a causal masker has to guess it. Starts at zero, so a masker
+            # grown with it computes exactly what it did before.
+            self.input_ahead = nn.Linear(c * config["lookahead"], d, bias=False)
+            nn.init.zeros_(self.input_ahead.weight)
         self.start_token = nn.Parameter(torch.randn(d) * 0.02)
         self.prompt_embed = nn.Embedding(len(config["prompts"]), d)
         self.slot_embed = nn.Embedding(config["max_prompts"], d)
@@ -179,6 +187,10 @@ class LatentMasker(nn.Module):
         tokens = self.prompt_embed(rows) + self.slot_embed.weight[:n][None]
         prefix = torch.cat((self.start_token.expand(b, 1, d), tokens), dim=1)
         frames = self.input_proj(latent.transpose(1, 2))
+        ahead = self.config.get("lookahead", 0)
+        if ahead > 0:
+            later = [F.pad(latent[..., k:], (0, k)) for k in range(1, ahead + 1)]     # z_{t+k}, zero past the end
+            frames = frames + self.input_ahead(torch.cat(later, dim=1).transpose(1, 2))
         cos, sin = rope_tables(d // self.config["heads"], start, t)
         allowed = window_mask(t, self.config["window"], latent.device)
         for layer in self.joint:
@@ -216,13 +228,16 @@ def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
     same = ("latent_dim", "d_model", "heads", "ffn", "window", "prompts", "max_prompts")
     if any(model.config[k] != donor.config[k] for k in same):
         raise ValueError("the donor differs in " + ", ".join(k for k in same if model.config[k] != donor.config[k]))
+    if donor.config.get("lookahead", 0) not in (0, model.config.get("lookahead", 0)):
+        raise ValueError(f"the donor looks {donor.config['lookahead']} frames ahead, this model "
+                         f"{model.config.get('lookahead', 0)}")
     for key in ("joint_layers", "film_layers"):
         if donor.config[key] > model.config[key]:
             raise ValueError(f"the donor has {donor.config[key]} {key}, more than this model's {model.config[key]}")
     from growth import load_grown  # Training/ is on sys.path for every entry point
 
     outputs = ("attn.out.weight", "attn.out.bias", "ffn.out.weight", "ffn.out.bias")
-    return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith(("film.", "add_head.")))
+    return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith(("film.", "add_head.", "input_ahead.")))
 
 
 def export(model: LatentMasker, path, extra: dict | None = None):

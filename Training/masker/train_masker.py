@@ -96,7 +96,8 @@ def oracle_masked(target, z_mix, centre):
     return c + ((target - c) / safe).clamp(0.0, 1.0) * offset
 
 
-def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng: random.Random, quiet_db=-40.0):
+def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng: random.Random, quiet_db=-40.0,
+                 kind: str = "snr"):
     """SNR loss of the decoded output against the decoded target latent, on one random crop of `frames` frames.
 
     Why: the latent loss alone left outputs that decode worse (SI-SDR) than passing the mixture through unchanged:
@@ -120,7 +121,15 @@ def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng:
     out = codec.decode(flat + (snapped - flat).detach())[:, 0].view(b, n, -1)
     quiet = ref.pow(2).sum(-1) < 10 ** (quiet_db / 10) * mix.pow(2).sum(-1, keepdim=True)
     ref = torch.where(quiet[..., None], torch.zeros_like(ref), ref)
-    return snr_with_zero_refs(out, ref, mix)[0]
+    if kind == "snr":
+        return snr_with_zero_refs(out, ref, mix)[0]
+    # kind "si-sdr": an SNR loss rewards shrinking an output whose waveform the masker cannot pin down (a quieter
+    # wrong waveform has a smaller error), and the decoder turns shrunk latents into worse waveforms; SI-SDR cannot be
+    # raised that way. Absent sources keep the SNR-against-silence term, which asks for a quiet output.
+    score = si_sdr(out, ref).clamp(max=30.0)
+    silent = snr_with_zero_refs(out, ref, mix)[1]
+    per = torch.where(quiet, 0.1 * silent, -score)
+    return per.mean()
 
 
 @torch.no_grad()
@@ -191,6 +200,8 @@ def main(argv=None):
     ap.add_argument("--joint-layers", type=int, default=2)
     ap.add_argument("--film-layers", type=int, default=2)
     ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--lookahead", type=int, default=0,
+                    help="codec frames after frame t that its input also sees (0: causal; latency L x the frame hop)")
     ap.add_argument("--additive", action="store_true",
                     help="an additive head beside the mask (output z * m + a; docs/masker.md); with --init-from a "
                          "mask-only donor it starts at zero, so step 0 scores the donor")
@@ -210,6 +221,8 @@ def main(argv=None):
     ap.add_argument("--prompt-dropout", type=float, default=0.25)
     ap.add_argument("--decoded-weight", type=float, default=0.0,
                     help="weight of the decoded-audio SNR loss (through the frozen decoder; 0: latent loss only)")
+    ap.add_argument("--decoded-kind", choices=("snr", "si-sdr"), default="snr",
+                    help="the decoded loss: SNR against the decoded target, or its negative SI-SDR (clamped at 30 dB)")
     ap.add_argument("--continuous-target", action="store_true",
                     help="latent loss against each source's continuous (encoder) latent instead of its quantised one "
                          "(the latent the encoder's lookup maps to the source's own codes)")
@@ -241,6 +254,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.oracle_target and not args.centred:
         raise SystemExit("--oracle-target needs --centred: the oracle mask is taken around silence's latent")
+    if args.lookahead < 0:
+        raise SystemExit(f"--lookahead {args.lookahead}: pass 0 (causal) or a positive number of frames")
     if args.init_from and args.resume:
         raise SystemExit("--init-from starts a new run; it cannot be combined with --resume")
 
@@ -261,7 +276,8 @@ def main(argv=None):
     latent_dim = int(codec.kwargs["latent_dim"])
     config = default_config(latent_dim, identity["name"], identity["sha256"], d_model=args.d_model, heads=args.heads,
                             ffn=args.ffn, joint_layers=args.joint_layers, film_layers=args.film_layers,
-                            window=args.window, **({"additive": True} if args.additive else {}))
+                            window=args.window, **({"additive": True} if args.additive else {}),
+                            **({"lookahead": args.lookahead} if args.lookahead > 0 else {}))
     model = LatentMasker(config)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
@@ -275,6 +291,9 @@ def main(argv=None):
         ckpt = torch.load(latest_path, map_location="cpu", weights_only=False)
         if ckpt["config"]["codec"] != config["codec"]:
             raise SystemExit(f"--resume: the run was trained on codec {ckpt['config']['codec']}, not {config['codec']}")
+        if ckpt["config"].get("lookahead", 0) != config.get("lookahead", 0):
+            raise SystemExit(f"--resume: the run looks {ckpt['config'].get('lookahead', 0)} frames ahead; pass "
+                             f"--lookahead {ckpt['config'].get('lookahead', 0)}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         state.update({"centred": False} | ckpt["state"])                 # runs before --centred were not centred
@@ -390,7 +409,8 @@ def main(argv=None):
             loss, perms = masker_loss(est, target, z_mix, prompts, args.l1_weight)
             if args.decoded_weight > 0:
                 frames = max(1, round(args.decoded_seconds * args.sample_rate / codec.hop_length))
-                loss = loss + args.decoded_weight * decoded_loss(codec, est, target_q, z_mix, perms, books, frames, rng)
+                loss = loss + args.decoded_weight * decoded_loss(codec, est, target_q, z_mix, perms, books, frames, rng,
+                                                                  kind=args.decoded_kind)
             (loss * len(grp) / len(entries)).backward()
             total += float(loss.detach()) * len(grp) / len(entries)
         return total, books

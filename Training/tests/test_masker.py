@@ -1,4 +1,5 @@
-"""The latent masker recipe: causality, relative positions, export round trip, fixture in step, smoke training."""
+"""The latent masker recipe: causality and lookahead, relative positions, export round trip, fixture in step, smoke
+training."""
 
 import subprocess
 import sys
@@ -15,9 +16,9 @@ sys.path.insert(0, str(REPO / "Training"))
 from masker.model import PROMPTS, LatentMasker, default_config, export, load_exported  # noqa: E402
 
 
-def small_model(seed=0, window=5):
+def small_model(seed=0, window=5, **extra):
     torch.manual_seed(seed)
-    model = LatentMasker(default_config(12, "test", "0" * 64, d_model=16, heads=2, ffn=24, window=window)).eval()
+    model = LatentMasker(default_config(12, "test", "0" * 64, d_model=16, heads=2, ffn=24, window=window, **extra)).eval()
     with torch.no_grad():   # leave the identity initialisation so every part of the model matters
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -34,6 +35,27 @@ def test_future_frames_do_not_change_past_outputs():
         a, b = model(z, [["speech", "sfx-mix"]]), model(z2, [["speech", "sfx-mix"]])
     assert torch.allclose(a[..., :20], b[..., :20], atol=1e-6)
     assert not torch.allclose(a[..., 20:], b[..., 20:])
+
+
+def test_lookahead_sees_exactly_that_many_future_frames_and_grows_from_a_causal_masker():
+    model = small_model(lookahead=3)
+    z = torch.randn(1, 12, 30)
+    z2 = z.clone()
+    z2[..., 20:] = 5.0
+    with torch.no_grad():
+        a, b = model(z, [["speech", "sfx-mix"]]), model(z2, [["speech", "sfx-mix"]])
+    assert torch.allclose(a[..., :17], b[..., :17], atol=1e-6)
+    assert not torch.allclose(a[..., 17], b[..., 17])
+    # Grown from a causal donor, input_ahead starts at zero: the same function until training moves it.
+    from masker.model import grow_from
+
+    donor = small_model()
+    grown = LatentMasker(dict(donor.config, lookahead=3)).eval()
+    assert grow_from(grown, donor) == ["input_ahead.weight"]
+    with torch.no_grad():
+        assert torch.equal(grown(z, [["bass"]]), donor(z, [["bass"]]))
+    with pytest.raises(ValueError, match="looks 3 frames ahead"):
+        grow_from(LatentMasker(dict(donor.config, lookahead=2)), model)
 
 
 def test_only_relative_positions_matter():
@@ -78,7 +100,7 @@ def test_export_round_trip(tmp_path):
         assert torch.equal(model(z, [["vocals"]]), again(z, [["vocals"]]))
 
 
-@pytest.mark.parametrize("name", ["masker-random", "masker-random-additive"])
+@pytest.mark.parametrize("name", ["masker-random", "masker-random-additive", "masker-random-lookahead"])
 def test_committed_fixture_is_in_step(name):
     fixture = REPO / "Tests" / "Fixtures" / name
     r = subprocess.run([sys.executable, str(REPO / "Training/masker/make_fixture.py"), "--check", str(fixture)],
@@ -97,8 +119,9 @@ def test_shipped_fixture_is_in_step():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("extra", [[], ["--continuous-target", "--decoded-weight", "1", "--decoded-seconds", "0.5"]],
-                         ids=["latent-loss", "continuous-target-and-decoded-loss"])
+@pytest.mark.parametrize("extra", [[], ["--continuous-target", "--decoded-weight", "1", "--decoded-seconds", "0.5"],
+                                   ["--lookahead", "2", "--decoded-weight", "1", "--decoded-kind", "si-sdr"]],
+                         ids=["latent-loss", "continuous-target-and-decoded-loss", "lookahead-and-si-sdr-loss"])
 def test_synthetic_smoke_training(tmp_path, extra):
     run = "pytest-smoke"
     try:
@@ -111,6 +134,7 @@ def test_synthetic_smoke_training(tmp_path, extra):
         model = load_exported(tmp_path / "m.safetensors")
         assert model.config["codec"]["name"] == "dac-16k-random-codec"
         assert len(model.config["codec"]["sha256"]) == 64
+        assert model.config.get("lookahead", 0) == (2 if "--lookahead" in extra else 0)
         assert (tmp_path / "log.csv").read_text().startswith("step,wall_s,audio_hours,train_loss")
     finally:
         import shutil
@@ -197,7 +221,8 @@ def test_growing_a_masker_keeps_its_function_then_trains_the_new_layers():
         grow_from(LatentMasker(dict(small, d_model=64)), donor)
 
 
-def test_decoded_loss_prefers_the_target_and_reaches_the_masker():
+@pytest.mark.parametrize("kind", ["snr", "si-sdr"])
+def test_decoded_loss_prefers_the_target_and_reaches_the_masker(kind):
     """The decoded-audio loss scores the target latent best, absent sources do not blow it up, and its gradient
     reaches the masker through the frozen decoder (straight-through requantisation). Uses the shipped codec: a
     random one decodes every latent to nearly the same waveform."""
@@ -223,16 +248,17 @@ def test_decoded_loss_prefers_the_target_and_reaches_the_masker():
     rng = random.Random(0)
     # The target itself scores far better than the mixture (not perfectly: it is requantised, and greedy matching
     # does not always find a latent's own codes).
-    at_target = decoded_loss(codec, target.clone(), target, z_mix, [[0, 1]], books, frames, rng)
+    at_target = decoded_loss(codec, target.clone(), target, z_mix, [[0, 1]], books, frames, rng, kind=kind)
     at_mixture = decoded_loss(codec, z_mix[:, None].expand(1, 2, -1, -1).clone(), target, z_mix, [[0, 1]], books,
-                              frames, rng)
+                              frames, rng, kind=kind)
     assert float(at_target) < float(at_mixture) - 10, (float(at_target), float(at_mixture))
     silent = z[None, 1:3]                                                 # noise and the absent source
-    assert torch.isfinite(decoded_loss(codec, silent.clone(), silent, z_mix, [[0, 1]], books, frames // 2, rng))
+    assert torch.isfinite(decoded_loss(codec, silent.clone(), silent, z_mix, [[0, 1]], books, frames // 2, rng,
+                                       kind=kind))
 
     masker = LatentMasker(default_config(z.shape[1], identity["name"], identity["sha256"], d_model=32, heads=2, ffn=64))
     est = masker(z_mix, [["speech", "sfx"]])
-    decoded_loss(codec, est, target, z_mix, [[0, 1]], books, frames // 2, rng).backward()
+    decoded_loss(codec, est, target, z_mix, [[0, 1]], books, frames // 2, rng, kind=kind).backward()
     grads = [p.grad for p in masker.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
     assert all(p.grad is None for p in codec.parameters())

@@ -59,8 +59,8 @@ struct MaskerLayer: Sendable {
     }
 }
 
-/// The codec-path separator: masks a codec latent once per prompt, causally, so a stream and a whole file give the
-/// same result (`docs/masker.md`).
+/// The codec-path separator: masks a codec latent once per prompt, causally or with a bounded lookahead, so a
+/// stream and a whole file give the same result (`docs/masker.md`).
 ///
 /// Start and prompt tokens (prompt embedding plus slot embedding, so repeated prompts differ) run with the frames
 /// through `jointLayers` layers in which prompts see prompts and frame t sees the prompts and frames t−W+1 … t.
@@ -70,6 +70,9 @@ public struct LatentMasker: Sendable {
     /// The sizes, prompt vocabulary and codec identity the model was built with.
     public let config: LatentMaskerConfig
     let inputProj: Linear
+    /// With `config.lookahead` L > 0: `[L·C → D]` without bias, applied to the next L frames `[z_{t+1}; …; z_{t+L}]`
+    /// (zero past the end) and added to frame t's input projection.
+    let inputAhead: Linear?
     let startToken: [Float]
     /// `[prompts, D]` rows in `config.prompts` order.
     let promptEmbed: [Float]
@@ -87,8 +90,8 @@ public struct LatentMasker: Sendable {
     let addHead: Linear?
 
     /// Builds the masker from our parameter names (`input_proj`, `start_token`, `prompt_embed.weight`,
-    /// `slot_embed.weight`, `joint.<i>.*`, `joint_norm`, `film.<l>`, `film_stage.<l>.*`, `out_norm`, `mask_head`, and
-    /// `add_head` when `config.additive`).
+    /// `slot_embed.weight`, `joint.<i>.*`, `joint_norm`, `film.<l>`, `film_stage.<l>.*`, `out_norm`, `mask_head`,
+    /// `add_head` when `config.additive`, and `input_ahead.weight` `[D, L·C]` when `config.lookahead` L > 0).
     public init(config: LatentMaskerConfig, weights: WeightStore) throws(ModelError) {
         try self.init(config: config, reader: WeightReader(weights))
     }
@@ -103,6 +106,13 @@ public struct LatentMasker: Sendable {
         self.config = config
         let d = config.modelDim, c = config.latentDim
         inputProj = try maskerLinear(w, "input_proj", inFeatures: c, outFeatures: d)
+        if config.lookahead > 0 {
+            let width = config.lookahead * c
+            inputAhead = Linear(weight: try w.floats("input_ahead.weight", shape: [d, width]), bias: nil,
+                                inFeatures: width, outFeatures: d)
+        } else {
+            inputAhead = nil
+        }
         startToken = try w.floats("start_token", shape: [d])
         promptEmbed = try w.floats("prompt_embed.weight", shape: [config.prompts.count, d])
         slotEmbed = try w.floats("slot_embed.weight", shape: [config.maxPrompts, d])
@@ -131,11 +141,14 @@ public struct LatentMasker: Sendable {
 
     /// Offline: latent (C, T) → one masked latent (C, T) per prompt, in prompt order.
     ///
-    /// The streaming form over the whole input (which runs in blocks of frames, so memory stays bounded by the
-    /// block, not the input). Prompts must number 1 … `config.maxPrompts` (see `check(prompts:)`).
+    /// The streaming form over the whole input, then its end (which runs in blocks of frames, so memory stays
+    /// bounded by the block, not the input). Prompts must number 1 … `config.maxPrompts` (see `check(prompts:)`).
     public func separate(_ latent: Tensor, prompts: [Prompt]) -> [Tensor] {
         var stream = makeStream(prompts: prompts)
-        return stream.push(latent)
+        let head = stream.push(latent)
+        let tail = stream.finish()
+        guard config.lookahead > 0 else { return head }
+        return zip(head, tail).map { LatentMaskerStream.joinFrames($0, $1) }
     }
 
     /// A streaming masker for these prompts (1 … `config.maxPrompts`, names from `config.prompts`).

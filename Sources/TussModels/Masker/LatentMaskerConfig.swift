@@ -4,7 +4,7 @@ import TussWeights
 ///
 /// JSON keys: `latent_dim`, `d_model`, `heads`, `ffn`, `joint_layers`, `film_layers`, `window`, `prompts`,
 /// `max_prompts`, `codec` = `{"name": …, "sha256": …}` (the codec the masker was trained on), and the optional
-/// `additive` (default false).
+/// `additive` (default false) and `lookahead` (default 0).
 public struct LatentMaskerConfig: Sendable, Equatable {
     /// Channels of the codec latent (C).
     public var latentDim: Int
@@ -30,11 +30,14 @@ public struct LatentMaskerConfig: Sendable, Equatable {
     public var codecHash: String
     /// Whether an additive head (`add_head`) follows the mask: output z ⊙ m + a instead of z ⊙ m.
     public var additive: Bool
+    /// Frames after frame t that its input projection also sees (`input_ahead`); 0 is causal. A stream returns each
+    /// frame this many frames late, so the algorithmic latency is `lookahead` codec frames.
+    public var lookahead: Int
 
     /// Creates a configuration from its parts.
     public init(latentDim: Int, modelDim: Int = 128, heads: Int = 4, ffnDim: Int = 256, jointLayers: Int = 2,
                 filmLayers: Int = 2, window: Int = 64, prompts: [String], maxPrompts: Int = 8,
-                codecName: String, codecHash: String, additive: Bool = false) {
+                codecName: String, codecHash: String, additive: Bool = false, lookahead: Int = 0) {
         self.latentDim = latentDim
         self.modelDim = modelDim
         self.heads = heads
@@ -47,9 +50,10 @@ public struct LatentMaskerConfig: Sendable, Equatable {
         self.codecName = codecName
         self.codecHash = codecHash
         self.additive = additive
+        self.lookahead = lookahead
     }
 
-    /// Reads the JSON object of a model file; every key but `additive` is required.
+    /// Reads the JSON object of a model file; every key but `additive` and `lookahead` is required.
     public init(json v: ConfigValue) throws(ModelError) {
         func int(_ key: String) throws(ModelError) -> Int {
             guard let i = v[key]?.intValue, i > 0 else { throw .badConfig("masker config: '\(key)' must be a positive integer") }
@@ -69,10 +73,17 @@ public struct LatentMaskerConfig: Sendable, Equatable {
             guard let b = flag.boolValue else { throw .badConfig("masker config: 'additive' must be true or false") }
             additive = b
         }
+        var lookahead = 0
+        if let value = v["lookahead"] {
+            guard let i = value.intValue, i >= 0 else {
+                throw .badConfig("masker config: 'lookahead' must be a non-negative integer (frames)")
+            }
+            lookahead = i
+        }
         self.init(latentDim: try int("latent_dim"), modelDim: try int("d_model"), heads: try int("heads"),
                   ffnDim: try int("ffn"), jointLayers: try int("joint_layers"), filmLayers: try int("film_layers"),
                   window: try int("window"), prompts: names, maxPrompts: try int("max_prompts"),
-                  codecName: name, codecHash: hash.lowercased(), additive: additive)
+                  codecName: name, codecHash: hash.lowercased(), additive: additive, lookahead: lookahead)
         try validate()
     }
 
@@ -80,6 +91,11 @@ public struct LatentMaskerConfig: Sendable, Equatable {
     public func validate() throws(ModelError) {
         guard modelDim % heads == 0, (modelDim / heads) % 2 == 0 else {
             throw .badConfig("masker config: d_model \(modelDim) must split into \(heads) heads of even width")
+        }
+        // A bound that no trained masker comes near (a second of frames at the codec rates we ship is 50), so a
+        // corrupt value fails here instead of allocating a huge input projection.
+        guard (0...1024).contains(lookahead) else {
+            throw .badConfig("masker config: lookahead \(lookahead) frames is outside 0 … 1024")
         }
         guard codecHash.count == 64, codecHash.allSatisfy({ $0.isHexDigit }) else {
             throw .badConfig("masker config: codec.sha256 must be 64 hex digits")
@@ -92,7 +108,7 @@ public struct LatentMaskerConfig: Sendable, Equatable {
     /// Width of one attention head.
     public var headDim: Int { modelDim / heads }
 
-    /// The JSON object written into model files (`additive` only when set, as the recipe writes it).
+    /// The JSON object written into model files (`additive` and `lookahead` only when set, as the recipe writes them).
     public var json: ConfigValue {
         var object: [String: ConfigValue] = [
             "latent_dim": .int(latentDim), "d_model": .int(modelDim), "heads": .int(heads), "ffn": .int(ffnDim),
@@ -101,6 +117,7 @@ public struct LatentMaskerConfig: Sendable, Equatable {
             "codec": .object(["name": .string(codecName), "sha256": .string(codecHash)]),
         ]
         if additive { object["additive"] = .bool(true) }
+        if lookahead > 0 { object["lookahead"] = .int(lookahead) }
         return .object(object)
     }
 }

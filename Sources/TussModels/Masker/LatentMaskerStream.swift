@@ -3,13 +3,16 @@ import TussTensor
 /// Streaming state of a `LatentMasker` for one prompt list: per-layer key/value caches of the last W−1 frames,
 /// the constant prompt keys/values, and the FiLM parameters of every prompt.
 ///
-/// Lookahead is 0: each pushed frame comes back masked at once (algorithmic latency one codec frame), and any split
-/// of the input into pushes gives the offline result (up to float rounding).
+/// With lookahead 0 each pushed frame comes back masked at once (algorithmic latency one codec frame); with
+/// `config.lookahead` L, a frame comes back once the L frames after it have arrived (L more frames of latency), and
+/// `finish()` returns the last L. Any split of the input into pushes, then `finish()`, gives the offline result
+/// (up to float rounding).
 public struct LatentMaskerStream: Sendable {
     let masker: LatentMasker
     /// How many prompts (N); the prefix is N+1 tokens.
     public let promptCount: Int
-    /// Frames pushed so far (the absolute position of the next frame).
+    /// Frames masked so far (the absolute position of the next frame to mask); pushed frames lag it by up to
+    /// `lookahead`.
     public private(set) var position: Int = 0
     /// Rows in every frame cache: min(W−1, position).
     var cached = 0
@@ -21,6 +24,13 @@ public struct LatentMaskerStream: Sendable {
     var filmCache: [[[Float]]]
     /// Per prompt: `filmLayers` blocks of `[γ | β]`, `2D` floats each.
     let filmParameters: [[Float]]
+    /// Latent frames received but not masked yet, time-major `[held, C]`: the last `lookahead` wait for the frames
+    /// after them.
+    var held: [Float] = []
+    /// Whether `finish()` has run; pushing after it is a programming error.
+    public private(set) var finished = false
+    /// Frames a push holds back before masking them (`config.lookahead`).
+    public var lookahead: Int { masker.config.lookahead }
 
     /// - Parameter startPosition: the absolute index of the first frame (tests use it to check that results depend
     ///   on relative positions only, hours into a stream).
@@ -133,37 +143,79 @@ public struct LatentMaskerStream: Sendable {
     /// the caller sends (a codes chunk may hold 2²⁰ frames).
     static let block = 256
 
-    /// Feeds the next latent frames (C, t); returns one masked latent (C, t) per prompt (lookahead 0).
+    /// Feeds the next latent frames (C, t); returns one masked latent per prompt for every frame that is ready:
+    /// all t with lookahead 0, else each frame whose next `lookahead` frames have arrived (so (C, t) once the
+    /// stream is that far in, fewer at its start). `finish()` returns the rest.
     public mutating func push(_ latent: Tensor) -> [Tensor] {
         let channels = masker.config.latentDim
         precondition(latent.rank == 2 && latent.shape[0] == channels,
                      "LatentMaskerStream: latent \(latent.shape) is not (\(channels), frames)")
-        let frames = latent.shape[1]
-        if frames <= Self.block { return pushBlock(latent) }
-        var outputs = [Tensor](repeating: Tensor(zeros: [channels, frames]), count: promptCount)
-        for start in stride(from: 0, to: frames, by: Self.block) {
-            let n = min(Self.block, frames - start)
-            var piece = Tensor(zeros: [channels, n])
-            for ch in 0..<channels {
-                piece.data.replaceSubrange(ch * n..<(ch + 1) * n, with: latent.data[(ch * frames + start)..<(ch * frames + start + n)])
+        precondition(!finished, "LatentMaskerStream: push after finish")
+        held.append(contentsOf: latent.transposed(0, 1).data)
+        let total = held.count / channels
+        return run(ready: max(0, total - masker.config.lookahead), total: total)
+    }
+
+    /// Ends the stream: masks the frames still held back for lookahead, with frames past the end counting as zero
+    /// (as in training). One latent (C, ≤ lookahead) per prompt; (C, 0) for a causal masker or a second call.
+    public mutating func finish() -> [Tensor] {
+        finished = true
+        let total = held.count / masker.config.latentDim
+        return run(ready: total, total: total)
+    }
+
+    /// Masks the first `ready` of the `total` held frames and drops them from `held`.
+    mutating func run(ready: Int, total: Int) -> [Tensor] {
+        let channels = masker.config.latentDim, ahead = masker.config.lookahead
+        var outputs = [Tensor](repeating: Tensor(zeros: [channels, ready]), count: promptCount)
+        for start in stride(from: 0, to: ready, by: Self.block) {
+            let n = min(Self.block, ready - start)
+            let rows = Tensor(shape: [n, channels], data: Array(held[(start * channels)..<((start + n) * channels)]))
+            var later: Tensor?
+            if ahead > 0 {
+                var next = Tensor(zeros: [n, ahead * channels])
+                for i in 0..<n {
+                    for k in 1...ahead where start + i + k < total {
+                        let from = (start + i + k) * channels, to = (i * ahead + k - 1) * channels
+                        next.data.replaceSubrange(to..<(to + channels), with: held[from..<(from + channels)])
+                    }
+                }
+                later = next
             }
-            for (p, masked) in pushBlock(piece).enumerated() {
+            for (p, masked) in pushBlock(rows, later: later).enumerated() {
                 for ch in 0..<channels {
-                    outputs[p].data.replaceSubrange((ch * frames + start)..<(ch * frames + start + n),
+                    outputs[p].data.replaceSubrange((ch * ready + start)..<(ch * ready + start + n),
                                                     with: masked.data[(ch * n)..<((ch + 1) * n)])
                 }
             }
         }
+        held.removeFirst(ready * channels)
         return outputs
     }
 
-    /// `push` for at most `block` frames.
-    mutating func pushBlock(_ latent: Tensor) -> [Tensor] {
+    /// (C, a) and (C, b) → (C, a + b).
+    static func joinFrames(_ a: Tensor, _ b: Tensor) -> Tensor {
+        let channels = a.shape[0], na = a.shape[1], nb = b.shape[1]
+        var out = Tensor(zeros: [channels, na + nb])
+        for ch in 0..<channels {
+            out.data.replaceSubrange((ch * (na + nb))..<(ch * (na + nb) + na), with: a.data[(ch * na)..<((ch + 1) * na)])
+            out.data.replaceSubrange((ch * (na + nb) + na)..<((ch + 1) * (na + nb)), with: b.data[(ch * nb)..<((ch + 1) * nb)])
+        }
+        return out
+    }
+
+    /// Masks at most `block` frames, time-major `[t, C]`, whose next `lookahead` frames are `later` `[t, L·C]`.
+    mutating func pushBlock(_ frames: Tensor, later: Tensor?) -> [Tensor] {
         let c = masker.config, d = c.modelDim, channels = c.latentDim
-        let rows = latent.shape[1], history = cached, masker = masker
+        let rows = frames.shape[0], history = cached, masker = masker
         guard rows > 0 else { return [Tensor](repeating: Tensor(zeros: [channels, 0]), count: promptCount) }
-        let frames = latent.transposed(0, 1)                   // [t, C]
         var h = masker.inputProj(frames)                        // [t, D]
+        if let later, let ahead = masker.inputAhead {
+            h.data.withUnsafeMutableBufferPointer { hb in later.data.withUnsafeBufferPointer { lb in
+                guard let hp = hb.baseAddress, let lp = lb.baseAddress else { return }
+                ahead.apply(lp, rows: rows, into: hp, accumulate: true)
+            } }
+        }
         let rope = ExactRotaryTable(headDim: c.headDim, start: position, count: rows)
         var scratch = Scratch(rows: rows, dim: d, ffn: c.ffnDim)
         for (l, layer) in masker.joint.enumerated() {
@@ -197,14 +249,14 @@ public struct LatentMaskerStream: Sendable {
             }
             var out = Tensor(zeros: [channels, rows])
             g.data.withUnsafeMutableBufferPointer { gb in mask.data.withUnsafeMutableBufferPointer { mb in
-            latent.data.withUnsafeBufferPointer { zb in out.data.withUnsafeMutableBufferPointer { ob in
+            frames.data.withUnsafeBufferPointer { zb in out.data.withUnsafeMutableBufferPointer { ob in
                 guard let gp = gb.baseAddress, let mp = mb.baseAddress, let zp = zb.baseAddress, let op = ob.baseAddress else { return }
                 masker.outNorm.apply(gp, into: gp, rows: rows)
                 masker.maskHead.apply(gp, rows: rows, into: mp)
                 // The additive head's term reuses the mask buffer once the product has consumed the mask.
                 for ch in 0..<channels {
-                    let z = zp + ch * rows, o = op + ch * rows
-                    for t in 0..<rows { o[t] = z[t] * mp[t * channels + ch] }
+                    let o = op + ch * rows
+                    for t in 0..<rows { o[t] = zp[t * channels + ch] * mp[t * channels + ch] }
                 }
                 if let addHead = masker.addHead {
                     addHead.apply(gp, rows: rows, into: mp)
