@@ -221,6 +221,8 @@ def main(argv=None):
     ap.add_argument("--prompt-dropout", type=float, default=0.25)
     ap.add_argument("--decoded-weight", type=float, default=0.0,
                     help="weight of the decoded-audio SNR loss (through the frozen decoder; 0: latent loss only)")
+    ap.add_argument("--latent-weight", type=float, default=1.0,
+                    help="weight of the latent loss (0 with --decoded-weight > 0: the decoded loss alone)")
     ap.add_argument("--decoded-kind", choices=("snr", "si-sdr"), default="snr",
                     help="the decoded loss: SNR against the decoded target, or its negative SI-SDR (clamped at 30 dB)")
     ap.add_argument("--continuous-target", action="store_true",
@@ -254,6 +256,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.oracle_target and not args.centred:
         raise SystemExit("--oracle-target needs --centred: the oracle mask is taken around silence's latent")
+    if args.latent_weight < 0 or (args.latent_weight == 0 and args.decoded_weight <= 0):
+        raise SystemExit("--latent-weight 0 needs --decoded-weight > 0 (otherwise nothing is trained)")
     if args.lookahead < 0:
         raise SystemExit(f"--lookahead {args.lookahead}: pass 0 (causal) or a positive number of frames")
     if args.init_from and args.resume:
@@ -407,6 +411,7 @@ def main(argv=None):
             prompts = [p for _, p, _ in grp]
             est = model(z_mix, prompts)
             loss, perms = masker_loss(est, target, z_mix, prompts, args.l1_weight)
+            loss = args.latent_weight * loss
             if args.decoded_weight > 0:
                 frames = max(1, round(args.decoded_seconds * args.sample_rate / codec.hop_length))
                 loss = loss + args.decoded_weight * decoded_loss(codec, est, target_q, z_mix, perms, books, frames, rng,

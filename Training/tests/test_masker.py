@@ -120,8 +120,9 @@ def test_shipped_fixture_is_in_step():
 
 
 @pytest.mark.parametrize("extra", [[], ["--continuous-target", "--decoded-weight", "1", "--decoded-seconds", "0.5"],
-                                   ["--lookahead", "2", "--decoded-weight", "1", "--decoded-kind", "si-sdr"]],
-                         ids=["latent-loss", "continuous-target-and-decoded-loss", "lookahead-and-si-sdr-loss"])
+                                   ["--lookahead", "2", "--decoded-weight", "1", "--decoded-kind", "si-sdr",
+                                    "--latent-weight", "0"]],
+                         ids=["latent-loss", "continuous-target-and-decoded-loss", "lookahead-and-si-sdr-loss-alone"])
 def test_synthetic_smoke_training(tmp_path, extra):
     run = "pytest-smoke"
     try:
@@ -402,3 +403,27 @@ def test_oracle_target_trains_a_centred_masker_only(tmp_path):
         import shutil
         for name in (run, run + "-plain"):
             shutil.rmtree(REPO / "Training" / "masker" / "runs" / name, ignore_errors=True)
+
+
+def test_lookahead_and_loss_weights_are_checked_before_training(tmp_path):
+    run = "pytest-lookahead"
+    base = [sys.executable, str(REPO / "Training/masker/train_masker.py"), "--run", run, "--synthetic",
+            "--random-codec", "--val-items", "2", "--val-every-sec", "0", "--d-model", "32", "--heads", "2",
+            "--ffn", "64", "--seconds", "1", "--max-steps", "1", "--log", str(tmp_path / "log.csv"),
+            "--export", str(tmp_path / "m.safetensors")]
+    try:
+        r = subprocess.run(base + ["--lookahead", "-1"], capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "--lookahead -1: pass 0" in r.stdout + r.stderr
+        r = subprocess.run(base + ["--latent-weight", "0"], capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "--latent-weight 0 needs --decoded-weight" in r.stdout + r.stderr
+        # A run with lookahead resumes only with the same lookahead.
+        r = subprocess.run(base + ["--lookahead", "2"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = subprocess.run(base + ["--resume", "--max-steps", "2"], capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "looks 2 frames ahead; pass --lookahead 2" in r.stdout + r.stderr
+        r = subprocess.run(base + ["--resume", "--max-steps", "2", "--lookahead", "2"], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        import shutil
+        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
