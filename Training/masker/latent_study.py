@@ -7,8 +7,9 @@ with the engine's matcher, SI-SDRi over the mixture).
 Rows: the latent SNR of the mixture's latent against the sum of its sources' latents (raw, and with the latent of
 silence taken off every term); decoded SI-SDRi along the straight path from each source's latent to the mixture's
 (z_s + a (z_mix - z_s)), for Gaussian errors at a given latent SNR, for the mask in [0, 1] around silence's
-latent closest to each source's latent (session 24: a reference point for a masker on this codec, not a bound), and for the masker's outputs as they are and rescaled
-(per item and per frame) to the norm of their target. ~6 min on one core.
+latent closest to each source's latent (session 24: a reference point for a masker on this codec, not a bound), for the masker's outputs as they are and rescaled
+(per item and per frame) to the norm of their target, and (session 25) for parts of the masker's error added to the
+target alone: its slow and fast parts, white noise of its energy, its frames shuffled, half of it. ~8 min on one core.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ from masker.model import canonical, load_exported  # noqa: E402
 from tuss.train import get_item, make_sampler, pit_snr_loss, si_sdr, wait_for_index  # noqa: E402
 
 REPO = TRAINING.parent
+
+
+def smooth_in_time(x, frames: int = 5):
+    """x (N, C, T) averaged over `frames` frames around each frame (edges replicated): the slow part of x."""
+    kernel = torch.full((x.shape[1], 1, frames), 1.0 / frames)
+    padded = torch.nn.functional.pad(x, (frames // 2, frames // 2), mode="replicate")
+    return torch.nn.functional.conv1d(padded, kernel, groups=x.shape[1])
 
 
 def snr_db(target, estimate):
@@ -106,6 +114,18 @@ def main(argv=None):
                 decoded_gain(est * target.norm(dim=(1, 2), keepdim=True) / est.norm(dim=(1, 2), keepdim=True), refs))
             add("masker rescaled per frame to the target's norm: SI-SDRi (dB)",
                 decoded_gain(est * target.norm(dim=1, keepdim=True) / (est.norm(dim=1, keepdim=True) + 1e-6), refs))
+            # Session 25: which part of the masker's error costs the most once decoded. Each row adds one part (or a
+            # stand-in of the same energy) to the target's latent.
+            error = est - target
+            slow = smooth_in_time(error)
+            add("masker error, slow part only (5-frame mean): SI-SDRi (dB)", decoded_gain(target + slow, refs))
+            add("masker error, fast part only (the rest): SI-SDRi (dB)", decoded_gain(target + error - slow, refs))
+            noise = torch.randn_like(error)
+            noise *= (error.pow(2).sum((1, 2), keepdim=True) / noise.pow(2).sum((1, 2), keepdim=True)).sqrt()
+            add("white Gaussian noise of the masker error's energy: SI-SDRi (dB)", decoded_gain(target + noise, refs))
+            add("masker error with its frames shuffled: SI-SDRi (dB)",
+                decoded_gain(target + error[..., torch.randperm(error.shape[-1])], refs))
+            add("half the masker error: SI-SDRi (dB)", decoded_gain(target + error / 2, refs))
     for key, values in rows.items():
         print(f"{key:75s} {np.mean(values):8.2f}   (n = {len(values)})")
 
