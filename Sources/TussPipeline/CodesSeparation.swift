@@ -272,7 +272,9 @@ public struct CodecPathSeparator: Sendable {
                 let codes = codec.codec.encode(x, codebooks: codebooks)
                 var separator = try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: matcher)
                 let head = separator.push(codes), tail = separator.finish()
-                for (p, sourceCodes) in zip(head, tail).map({ h, t in zip(h, t).map { $0 + $1 } }).enumerated() {
+                // A causal masker's tail (or any tail of an empty input) holds no frames.
+                let joined = zip(head, tail).map { h, t in t.isEmpty ? h : zip(h, t).map { $0 + $1 } }
+                for (p, sourceCodes) in joined.enumerated() {
                     let y = fitLength(codec.codec.decode(sourceCodes), x.count)
                     let back = sampleRate == rate ? y : try Resampler.resample([y], from: rate, to: sampleRate)[0]
                     out[p].append(fitLength(back, length))

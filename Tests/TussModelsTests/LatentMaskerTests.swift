@@ -56,6 +56,48 @@ final class LatentMaskerTests: XCTestCase {
         }
     }
 
+    /// With lookahead 3: pushes of any size (some crossing the 256-frame blocks) then `finish` equal the offline
+    /// result; frame t depends on frames up to t+3 and no further; a stream shorter than the lookahead comes back
+    /// whole from `finish`, as the first frames of the offline result on that input.
+    func testLookaheadStreamEqualsOfflineAcrossBlocks() throws {
+        var config = smallMaskerConfig()
+        config.lookahead = 3
+        let masker = try LatentMasker(randomWeightsFor: config)
+        let prompts = try Prompt.parseList("speech,sfx-mix")
+        let z = testLatent(channels: 16, frames: 600)
+        let offline = masker.separate(z, prompts: prompts)
+        XCTAssertEqual(offline[0].shape, [16, 600])
+        var stream = masker.makeStream(prompts: prompts)
+        var joined = [[Float]](repeating: [Float](repeating: 0, count: 16 * 600), count: 2)
+        var start = 0, at = 0
+        func place(_ out: [Tensor]) {
+            let n = out[0].shape[1]
+            for p in 0..<2 { for ch in 0..<16 { for t in 0..<n { joined[p][ch * 600 + at + t] = out[p].data[ch * n + t] } } }
+            at += n
+        }
+        for size in [2, 1, 300, 7, 260, 30] {
+            place(stream.push(columns(z, start, start + size)))
+            start += size
+            XCTAssertEqual(at, max(0, start - 3))
+        }
+        place(stream.finish())
+        XCTAssertEqual(at, 600)
+        for p in 0..<2 { XCTAssertLessThan(relativeL2(joined[p], offline[p].data), 1e-5, "prompt \(p)") }
+        // Frames from 400 on changed: outputs up to 396 stay, 397 (which sees frame 400) moves.
+        var later = z
+        for ch in 0..<16 { for t in 400..<600 { later.data[ch * 600 + t] = 4 } }
+        let moved = masker.separate(later, prompts: prompts)[0]
+        XCTAssertLessThan(relativeL2(Array(columns(moved, 0, 397).data), Array(columns(offline[0], 0, 397).data)), 1e-6)
+        XCTAssertGreaterThan(relativeL2(Array(columns(moved, 397, 398).data), Array(columns(offline[0], 397, 398).data)), 1e-3)
+        // Two frames only: nothing until finish, then both, as offline on those two frames.
+        var short = masker.makeStream(prompts: prompts)
+        XCTAssertEqual(short.push(columns(z, 0, 2))[0].shape, [16, 0])
+        let tail = short.finish()
+        XCTAssertEqual(tail[0].shape, [16, 2])
+        XCTAssertLessThan(relativeL2(tail[1].data, masker.separate(columns(z, 0, 2), prompts: prompts)[1].data), 1e-6)
+        XCTAssertEqual(short.finish()[0].shape, [16, 0], "a second finish returns nothing")
+    }
+
     func testCausalFutureFramesDoNotChangeThePast() throws {
         let masker = try LatentMasker(randomWeightsFor: smallMaskerConfig())
         let prompts = try Prompt.parseList("vocals,other")

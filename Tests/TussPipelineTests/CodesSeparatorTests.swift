@@ -71,7 +71,7 @@ final class CodesSeparatorTests: XCTestCase {
         var mismatches = 0
         for p in 0..<3 { for k in 0..<3 { for t in 0..<frames where got[p][k][t] != expected[p][k][t] { mismatches += 1 } } }
         XCTAssertLessThanOrEqual(mismatches, 2, "\(mismatches) of \(3 * 3 * frames) codes differ")
-        // The frames ahead matter: a causal masker with the same other weights gives other codes.
+        // The frames ahead matter: the causal masker with the same other weights (same seed) gives other codes.
         let (_, causalPath) = try writeCodecAndMasker(in: dir)
         var causal = try CodesSeparator(codec: codec, masker: try MaskerHandle.open(causalPath), prompts: prompts)
         XCTAssertNotEqual(causal.push(codes)[0], expected[0])

@@ -98,7 +98,6 @@ func writeRandomMasker(latentDim: Int, codecName: String, codecHash: String, see
         norm("\(p).ffn_norm"); linear("\(p).ffn.in", d, f); linear("\(p).ffn.out", f, d)
     }
     linear("input_proj", latentDim, d)
-    if lookahead > 0 { add("input_ahead.weight", [d, lookahead * latentDim], scale: 1 / Float(lookahead * latentDim).squareRoot()) }
     add("start_token", [d], scale: 1)
     add("prompt_embed.weight", [8, d], scale: 1)
     add("slot_embed.weight", [8, d], scale: 1)
@@ -107,6 +106,8 @@ func writeRandomMasker(latentDim: Int, codecName: String, codecHash: String, see
     for l in 0..<2 { linear("film.\(l)", d, 2 * d); layer("film_stage.\(l)") }
     norm("out_norm")
     linear("mask_head", d, latentDim, biasOffset: 0.5)
+    // Drawn last, so a masker with lookahead has every other weight of the causal one made with the same seed.
+    if lookahead > 0 { add("input_ahead.weight", [d, lookahead * latentDim], scale: 1 / Float(lookahead * latentDim).squareRoot()) }
     try Safetensors.write(tensors, metadata: ["tuss-codec.kind": "masker", "tuss-codec.format": "1",
                                               "tuss-codec.config": config.json.jsonString()], to: path)
 }

@@ -2,7 +2,7 @@
 
     latent z (B, C, T) -> x = input_proj(z^T)                                  (B, T, D)
     config "lookahead" L > 0: x_t += input_ahead [z_{t+1}; ...; z_{t+L}] (frames past the end count as zero), so
-    frame t also sees the L frames after it (the algorithmic latency of streaming: L codec frames)
+    frame t also sees the L frames after it (a stream's algorithmic latency grows by L codec frames)
     tokens [start, prompt_embed[p_n] + slot_embed[n] for n < N]                (B, N+1, D)
     joint_layers x pre-norm layers over [tokens; frames]:
         prompts see start+prompts; frame t sees start+prompts and frames t-W+1..t (causal window)
@@ -189,7 +189,8 @@ class LatentMasker(nn.Module):
         frames = self.input_proj(latent.transpose(1, 2))
         ahead = self.config.get("lookahead", 0)
         if ahead > 0:
-            later = [F.pad(latent[..., k:], (0, k)) for k in range(1, ahead + 1)]     # z_{t+k}, zero past the end
+            padded = F.pad(latent, (0, ahead))                                       # zero past the end
+            later = [padded[..., k:k + t] for k in range(1, ahead + 1)]              # z_{t+k}
             frames = frames + self.input_ahead(torch.cat(later, dim=1).transpose(1, 2))
         cos, sin = rope_tables(d // self.config["heads"], start, t)
         allowed = window_mask(t, self.config["window"], latent.device)

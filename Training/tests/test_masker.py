@@ -54,6 +54,13 @@ def test_lookahead_sees_exactly_that_many_future_frames_and_grows_from_a_causal_
     assert grow_from(grown, donor) == ["input_ahead.weight"]
     with torch.no_grad():
         assert torch.equal(grown(z, [["bass"]]), donor(z, [["bass"]]))
+    # Inputs shorter than the lookahead: every future frame past the end is zero, as in the engine's finish().
+    for frames in (1, 2, 3):
+        with torch.no_grad():
+            short = model(z[..., :frames], [["speech"]])
+            assert short.shape[-1] == frames
+            assert torch.allclose(short, model(torch.cat((z[..., :frames], torch.zeros(1, 12, 3)), -1),
+                                               [["speech"]])[..., :frames], atol=1e-6)
     with pytest.raises(ValueError, match="looks 3 frames ahead"):
         grow_from(LatentMasker(dict(donor.config, lookahead=2)), model)
 
@@ -263,6 +270,11 @@ def test_decoded_loss_prefers_the_target_and_reaches_the_masker(kind):
     grads = [p.grad for p in masker.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
     assert all(p.grad is None for p in codec.parameters())
+    # An absent source's output is trained too (towards quiet), not only the active ones.
+    est = (z_mix[:, None].expand(1, 2, -1, -1) * 0.5).clone().requires_grad_(True)
+    absent = torch.stack((z[0], z[2]))[None]                            # the tone, and the absent source
+    decoded_loss(codec, est, absent, z_mix, [[0, 1]], books, frames, random.Random(0), kind=kind).backward()
+    assert float(est.grad[0, 1].abs().sum()) > 0 and float(est.grad[0, 0].abs().sum()) > 0
 
 
 def test_lr_schedule_warms_up_then_decays_to_lr_final():

@@ -141,8 +141,9 @@ public struct LatentMasker: Sendable {
 
     /// Offline: latent (C, T) → one masked latent (C, T) per prompt, in prompt order.
     ///
-    /// The streaming form over the whole input, then its end (which runs in blocks of frames, so memory stays
-    /// bounded by the block, not the input). Prompts must number 1 … `config.maxPrompts` (see `check(prompts:)`).
+    /// The streaming form over the whole input, then its end. It runs in blocks of frames, so scratch memory is
+    /// bounded by the block; the input is held once more while it runs. Prompts must number 1 … `config.maxPrompts`
+    /// (see `check(prompts:)`).
     public func separate(_ latent: Tensor, prompts: [Prompt]) -> [Tensor] {
         var stream = makeStream(prompts: prompts)
         let head = stream.push(latent)

@@ -31,7 +31,7 @@ public struct LatentMaskerConfig: Sendable, Equatable {
     /// Whether an additive head (`add_head`) follows the mask: output z ⊙ m + a instead of z ⊙ m.
     public var additive: Bool
     /// Frames after frame t that its input projection also sees (`input_ahead`); 0 is causal. A stream returns each
-    /// frame this many frames late, so the algorithmic latency is `lookahead` codec frames.
+    /// frame this many frames late, so its algorithmic latency grows from one codec frame to `lookahead` + 1.
     public var lookahead: Int
 
     /// Creates a configuration from its parts.

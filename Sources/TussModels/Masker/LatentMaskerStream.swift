@@ -189,7 +189,9 @@ public struct LatentMaskerStream: Sendable {
                 }
             }
         }
-        held.removeFirst(ready * channels)
+        // A fresh array rather than removeFirst, which keeps the capacity: one long push must not pin its size in
+        // memory for the rest of the stream (at most `lookahead` frames stay).
+        held = Array(held[(ready * channels)...])
         return outputs
     }
 
