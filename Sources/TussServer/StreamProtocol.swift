@@ -52,12 +52,16 @@ public enum StreamControl {
         public var codecSHA256: String
         public var sampleRate: Int
         public var hopLength: Int
+        /// Frames each output runs behind the input (the masker's lookahead; 0 for a causal masker). Optional in
+        /// the message, so a client also reads servers that predate it.
+        public var lookaheadFrames: Int?
 
         enum CodingKeys: String, CodingKey {
             case type, outputs, codec
             case codecSHA256 = "codec_sha256"
             case sampleRate = "sample_rate"
             case hopLength = "hop_length"
+            case lookaheadFrames = "lookahead_frames"
         }
     }
 

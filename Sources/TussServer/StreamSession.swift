@@ -137,7 +137,8 @@ public struct StreamSession {
         }
         let ready = StreamControl.Ready(outputs: Prompt.outputNames(for: prompts), codec: codec.identity.name,
                                         codecSHA256: codec.identity.weightsHash.map { String(format: "%02x", $0) }.joined(),
-                                        sampleRate: codec.codec.config.sampleRate, hopLength: codec.codec.config.hopLength)
+                                        sampleRate: codec.codec.config.sampleRate, hopLength: codec.codec.config.hopLength,
+                                        lookaheadFrames: engine.masker?.masker.config.lookahead ?? 0)
         return [.text(StreamControl.text(ready))]
     }
 

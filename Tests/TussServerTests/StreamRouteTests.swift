@@ -55,12 +55,19 @@ final class StreamRouteTests: XCTestCase {
         let input = try writeWAV(signal(seconds: 1.3, rate: 16000, channels: 1), rate: 16000, to: (dir as NSString).appendingPathComponent("talk.wav"))
         let bin = (dir as NSString).appendingPathComponent("talk.bin")
         _ = try CodecPipeline.encodeFile(input: input, output: bin, codec: codec, codebooks: nil)
-        let report = try await withServer(server) { port in
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: bin))
+        let (report, raw) = try await withServer(server) { port in
             var options = EdgeStreamOptions(input: input, server: "ws://127.0.0.1:\(port)", prompts: ["speech", "sfx-mix"],
                                             outputDirectory: (dir as NSString).appendingPathComponent("out"))
             options.chunkSeconds = 0.04   // 2 frames per chunk: the first chunk completes no output frame
-            return try await EdgeStreamClient.run(options, codec: codec)
+            let report = try await EdgeStreamClient.run(options, codec: codec)
+            try await waitForStreams(server, 0)
+            let start = StreamReply.text(StreamControl.text(StreamControl.Start(prompts: ["speech"])))
+            return (report, try await converse(port, [start, .binary(bytes)]))
         }
+        // The ready message tells the client how far behind the outputs run.
+        let ready = try StreamControl.decode(StreamControl.Ready.self, from: try XCTUnwrap(raw.texts.first))
+        XCTAssertEqual(ready.lookaheadFrames, 3)
         let frames = try CodesReader(path: bin).readAll()[0][0].count
         let expected = try offlineSeparation(bin, prompts: "speech,sfx-mix", dir: dir, fixture: fixture)
         XCTAssertEqual(report.framesReceived, [Int64(frames), Int64(frames)])
