@@ -111,6 +111,13 @@ public struct CodesSeparator: Sendable {
         return stream.push(latent).map { matcher.match($0, codebooks: books) }
     }
 
+    /// A whole input at once: `push(codes)`, then `finish()`, joined per prompt and codebook (every frame, in order).
+    public mutating func separateAll(_ codes: [[Int32]]) -> [[[Int32]]] {
+        let head = push(codes), tail = finish()
+        // A causal masker's tail, and any tail of an input without frames, holds no rows.
+        return zip(head, tail).map { h, t in t.isEmpty ? h : zip(h, t).map { $0 + $1 } }
+    }
+
     /// Ends the stream: per prompt the codes of the frames a lookahead masker still held (none for a causal one).
     public mutating func finish() -> [[[Int32]]] {
         let tail = stream.finish()
@@ -271,10 +278,7 @@ public struct CodecPathSeparator: Sendable {
                 let x = sampleRate == rate ? channel : try Resampler.resample([channel], from: sampleRate, to: rate)[0]
                 let codes = codec.codec.encode(x, codebooks: codebooks)
                 var separator = try CodesSeparator(codec: codec, masker: masker, prompts: prompts, matcher: matcher)
-                let head = separator.push(codes), tail = separator.finish()
-                // A causal masker's tail (or any tail of an empty input) holds no frames.
-                let joined = zip(head, tail).map { h, t in t.isEmpty ? h : zip(h, t).map { $0 + $1 } }
-                for (p, sourceCodes) in joined.enumerated() {
+                for (p, sourceCodes) in separator.separateAll(codes).enumerated() {
                     let y = fitLength(codec.codec.decode(sourceCodes), x.count)
                     let back = sampleRate == rate ? y : try Resampler.resample([y], from: rate, to: sampleRate)[0]
                     out[p].append(fitLength(back, length))

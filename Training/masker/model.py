@@ -238,7 +238,8 @@ def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
     from growth import load_grown  # Training/ is on sys.path for every entry point
 
     outputs = ("attn.out.weight", "attn.out.bias", "ffn.out.weight", "ffn.out.bias")
-    return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith(("film.", "add_head.", "input_ahead.")))
+    fresh = ("film.", "add_head.", "input_ahead.")
+    return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith(fresh))
 
 
 def export(model: LatentMasker, path, extra: dict | None = None):

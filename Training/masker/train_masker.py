@@ -126,10 +126,10 @@ def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng:
         return snr_with_zero_refs(out, ref, mix)[0]
     # kind "si-sdr": an SNR loss rewards shrinking an output whose waveform the masker cannot pin down (a quieter
     # wrong waveform has a smaller error), and the decoder turns shrunk latents into worse waveforms; SI-SDR cannot be
-    # raised that way. Absent sources keep the SNR-against-silence term, which asks for a quiet output.
+    # raised that way.
     score = si_sdr(out, ref).clamp(max=30.0)
-    # For absent sources: the output's energy against the mixture's, in dB (as `snr_with_zero_refs` scores them, but
-    # computed here: that function returns its per-source losses detached, which would leave these untrained).
+    # Absent sources: the output's energy against the mixture's, in dB, asking for a quiet output (as
+    # `snr_with_zero_refs` scores them; computed here because that function returns its per-source losses detached).
     mix_pow = mix.pow(2).sum(-1, keepdim=True)
     silent = 10 * torch.log10(out.pow(2).sum(-1) + 1e-3 * mix_pow + 1e-7) - 10 * torch.log10(mix_pow + 1e-7)
     per = torch.where(quiet, 0.1 * silent, -score)
@@ -205,7 +205,8 @@ def main(argv=None):
     ap.add_argument("--film-layers", type=int, default=2)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--lookahead", type=int, default=0,
-                    help="codec frames after frame t that its input also sees (0: causal; a stream's latency grows by L frames)")
+                    help="codec frames after frame t that its input also sees (0: causal; a stream's latency grows "
+                         "by L frames)")
     ap.add_argument("--additive", action="store_true",
                     help="an additive head beside the mask (output z * m + a; docs/masker.md); with --init-from a "
                          "mask-only donor it starts at zero, so step 0 scores the donor")
