@@ -51,7 +51,8 @@ if str(TRAINING) not in sys.path:
 from codec.train_codec import SpectralLosses  # noqa: E402
 from masker.codec_tools import (encode_latent, load_codec, quantize, requantize, silence_latent,  # noqa: E402
                                  write_random_codec)
-from masker.model import PROMPTS, LatentMasker, canonical, default_config, export, grow_from, load_exported  # noqa: E402
+from masker.model import (PROMPTS, LatentMasker, canonical, default_config, export, grow_from,  # noqa: E402
+                          load_exported, unfold_centre)
 from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, snr_with_zero_refs, wait_for_index)
 
@@ -315,10 +316,15 @@ def main(argv=None):
             raise SystemExit(f"--init-from: {args.init_from} not found")
         donor = load_exported(args.init_from)
         if args.centred and donor.config.get("additive"):
-            # A centred masker's export already holds its centre in the additive head; centring it again would change
-            # what it computes. Its function continues exactly as an additive masker.
-            raise SystemExit(f"--centred: {args.init_from} is an additive masker (a centred run's export is one); "
-                             f"continue it with --additive instead of --centred")
+            # A centred run's export holds its centre in the additive head: take it back out, so the run continues
+            # the centred parametrisation. Any other additive masker would be changed by centring it.
+            try:
+                donor = unfold_centre(donor, silence_latent(codec))
+            except ValueError as e:
+                raise SystemExit(f"--centred: {args.init_from} is an additive masker that is not a centred run's "
+                                 f"export on this codec ({e}); continue it with --additive instead of --centred")
+            print(f"--centred: {args.init_from} is a centred run's export; its centre is taken out of the additive "
+                  f"head", flush=True)
         try:
             fresh = grow_from(model, donor)
         except ValueError as e:

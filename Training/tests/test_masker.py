@@ -2,6 +2,7 @@
 training."""
 
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -346,6 +347,38 @@ def test_centred_masker_exports_as_an_additive_masker_with_the_same_outputs(tmp_
             assert torch.allclose(model(z, prompts), z[:, None].expand(2, 2, 12, 13), atol=1e-6)
 
 
+def test_a_centred_export_unfolds_back_to_the_centred_masker():
+    """`unfold_centre` inverts `export`'s fold: the mask-only masker it returns, centred again, computes what the
+    export computes. A head that is not the fold for this centre (another centre, or a trained additive head) is
+    refused."""
+    from masker.model import unfold_centre
+
+    torch.manual_seed(2)
+    model = LatentMasker(default_config(12, "test", "0" * 64, d_model=16, heads=2, ffn=24, window=5,
+                                        lookahead=2)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    centre = 3 * torch.randn(12)
+    model.set_centre(centre)
+    with tempfile.TemporaryDirectory() as tmp:
+        export(model, Path(tmp) / "m.safetensors")
+        exported = load_exported(Path(tmp) / "m.safetensors")
+    unfolded = unfold_centre(exported, centre).eval()
+    assert not unfolded.config.get("additive") and unfolded.config["lookahead"] == 2
+    assert torch.equal(unfolded.centre, centre)
+    z = torch.randn(2, 12, 9)
+    prompts = [["speech", "sfx"], ["drums", "drums"]]
+    with torch.no_grad():
+        ours, theirs = unfolded(z, prompts), exported(z, prompts)
+        assert float((ours - theirs).norm() / theirs.norm()) < 1e-5
+        assert float((ours - model(z, prompts)).norm() / theirs.norm()) < 1e-5
+    with pytest.raises(ValueError, match="not the centre folded"):
+        unfold_centre(exported, centre + 0.1)
+    with pytest.raises(ValueError, match="no additive head"):
+        unfold_centre(unfolded, centre)
+
+
 def test_centred_training_run_exports_an_additive_masker_and_resumes_only_centred(tmp_path):
     run = "pytest-centred"
     base = [sys.executable, str(REPO / "Training/masker/train_masker.py"), "--run", run, "--synthetic",
@@ -362,17 +395,28 @@ def test_centred_training_run_exports_an_additive_masker_and_resumes_only_centre
         r = subprocess.run(base + ["--resume", "--centred", "--max-steps", "3"], capture_output=True, text=True,
                            timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
-        # Its export already holds the centre: centring it again is refused, continuing it as additive is not.
+        # Its export holds the centre in the additive head: a new --centred run takes it back out and continues the
+        # centred form; continuing it as additive works too.
         donor = tmp_path / "donor.safetensors"
         (tmp_path / "m.safetensors").replace(donor)
         grown = base[:3] + [run + "-2"] + base[4:] + ["--init-from", str(donor), "--max-steps", "1"]
         r = subprocess.run(grown + ["--centred"], capture_output=True, text=True, timeout=600)
-        assert r.returncode != 0 and "continue it with --additive" in r.stdout + r.stderr
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "its centre is taken out of the additive head" in r.stdout
+        grown[3] = run + "-3"
         r = subprocess.run(grown + ["--additive"], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
+        # An additive masker that is no centred export is refused by --centred.
+        model = load_exported(donor)
+        with torch.no_grad():
+            model.add_head.bias.add_(1.0)
+        export(model, donor)
+        grown[3] = run + "-4"
+        r = subprocess.run(grown + ["--centred"], capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "continue it with --additive" in r.stdout + r.stderr
     finally:
         import shutil
-        for name in (run, run + "-2"):
+        for name in (run, run + "-2", run + "-3", run + "-4"):
             shutil.rmtree(REPO / "Training" / "masker" / "runs" / name, ignore_errors=True)
 
 
