@@ -165,6 +165,14 @@ final class LatentMaskerTests: XCTestCase {
                 XCTAssertEqual("\($0)", "model configuration is not usable: masker config: 'additive' must be true or false")
             }
         }
+        // A key this engine does not know would change what the file computes: refused, not ignored.
+        if case .object(var o) = smallMaskerConfig().json {
+            o["mask_activation"] = .string("sigmoid")
+            XCTAssertThrowsError(try LatentMaskerConfig(json: .object(o))) {
+                XCTAssertEqual("\($0)", "model configuration is not usable: masker config: unknown key 'mask_activation' "
+                               + "(the file was written by a newer recipe than this engine reads; update tuss-codec)")
+            }
+        }
         var bad = smallMaskerConfig()
         bad.heads = 3
         XCTAssertThrowsError(try LatentMasker(randomWeightsFor: bad)) {
@@ -172,6 +180,22 @@ final class LatentMaskerTests: XCTestCase {
         }
         XCTAssertThrowsError(try LatentMasker(config: smallMaskerConfig(), weights: WeightStore([]))) {
             XCTAssertEqual("\($0)", "model weights do not match the configuration: missing tensor 'input_proj.weight'")
+        }
+        // Tensors the config does not use: refused before any is read (an additive file whose config lost the flag
+        // would otherwise run as mask-only), while the tensors a config does use pass the filter.
+        let config = smallMaskerConfig()
+        for name in ["add_head.weight", "input_ahead.weight", "joint.2.attn.qkv.weight", "film.2.weight", "centre"] {
+            XCTAssertFalse(LatentMasker.uses(name, config: config), name)
+            XCTAssertThrowsError(try LatentMasker(config: config, weights: WeightStore([(name, WeightTensor(floats: [0], shape: [1]))]))) {
+                XCTAssertTrue("\($0)".hasPrefix("model weights do not match the configuration: tensor '\(name)' is not part of a masker with this config"), "\($0)")
+            }
+        }
+        var both = config
+        both.additive = true
+        both.lookahead = 2
+        for name in ["add_head.bias", "input_ahead.weight", "joint.1.ffn.in.weight", "film_stage.1.attn_norm.weight",
+                     "film.0.bias", "prompt_embed.weight", "mask_head.weight"] {
+            XCTAssertTrue(LatentMasker.uses(name, config: both), name)
         }
     }
 

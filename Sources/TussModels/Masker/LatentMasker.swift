@@ -92,8 +92,31 @@ public struct LatentMasker: Sendable {
     /// Builds the masker from our parameter names (`input_proj`, `start_token`, `prompt_embed.weight`,
     /// `slot_embed.weight`, `joint.<i>.*`, `joint_norm`, `film.<l>`, `film_stage.<l>.*`, `out_norm`, `mask_head`,
     /// `add_head` when `config.additive`, and `input_ahead.weight` `[D, L·C]` when `config.lookahead` L > 0).
+    /// A tensor the configuration does not use (say `add_head.*` with `additive` false, or a third joint layer of a
+    /// two-layer config) is refused: the file and its config disagree, and running it would give wrong outputs
+    /// without any error.
     public init(config: LatentMaskerConfig, weights: WeightStore) throws(ModelError) {
+        for name in weights.names where !Self.uses(name, config: config) {
+            throw .badWeights("tensor '\(name)' is not part of a masker with this config (additive \(config.additive), "
+                              + "lookahead \(config.lookahead), \(config.jointLayers) joint + \(config.filmLayers) FiLM "
+                              + "layers): the file and its config disagree")
+        }
         try self.init(config: config, reader: WeightReader(weights))
+    }
+
+    /// Whether a tensor name belongs to a masker of this configuration (its shape is checked when it is read).
+    static func uses(_ name: String, config: LatentMaskerConfig) -> Bool {
+        let parts = name.split(separator: ".", maxSplits: 2).map(String.init)
+        guard let head = parts.first else { return false }
+        func indexed(_ count: Int) -> Bool { parts.count == 3 && (Int(parts[1]).map { (0..<count).contains($0) } ?? false) }
+        switch head {
+        case "input_proj", "start_token", "prompt_embed", "slot_embed", "joint_norm", "out_norm", "mask_head": return true
+        case "input_ahead": return config.lookahead > 0
+        case "add_head": return config.additive
+        case "joint": return indexed(config.jointLayers)
+        case "film", "film_stage": return indexed(config.filmLayers)
+        default: return false
+        }
     }
 
     /// Builds a masker of the given size with synthetic random weights (benchmarks and tests); its output is noise.

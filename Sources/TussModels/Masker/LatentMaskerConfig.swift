@@ -53,8 +53,19 @@ public struct LatentMaskerConfig: Sendable, Equatable {
         self.lookahead = lookahead
     }
 
-    /// Reads the JSON object of a model file; every key but `additive` and `lookahead` is required.
+    /// The keys this engine reads. A file with any other key comes from a recipe that computes something this engine
+    /// does not (e.g. another mask activation), and running it without that key's meaning would give wrong outputs
+    /// without any error.
+    static let knownKeys: Set<String> = ["latent_dim", "d_model", "heads", "ffn", "joint_layers", "film_layers", "window",
+                                         "prompts", "max_prompts", "codec", "additive", "lookahead"]
+
+    /// Reads the JSON object of a model file; every key but `additive` and `lookahead` is required, and unknown keys
+    /// are refused.
     public init(json v: ConfigValue) throws(ModelError) {
+        if case .object(let object) = v, let unknown = object.keys.filter({ !Self.knownKeys.contains($0) }).sorted().first {
+            throw .badConfig("masker config: unknown key '\(unknown)' (the file was written by a newer recipe than this "
+                             + "engine reads; update tuss-codec)")
+        }
         func int(_ key: String) throws(ModelError) -> Int {
             guard let i = v[key]?.intValue, i > 0 else { throw .badConfig("masker config: '\(key)' must be a positive integer") }
             return i
