@@ -126,6 +126,26 @@ def main(argv=None):
             add("masker error with its frames shuffled: SI-SDRi (dB)",
                 decoded_gain(target + error[..., torch.randperm(error.shape[-1])], refs))
             add("half the masker error: SI-SDRi (dB)", decoded_gain(target + error / 2, refs))
+            # Session 26: does restricting the masker's output to leakage-like errors help once decoded? Its
+            # effective mask around silence's latent, clipped to [0, 1] per channel and frame (the output stays in the
+            # box between silence and the mixture), and its output projected onto the straight path c + a_t (z - c)
+            # with one gain a_t in [0, 1] per frame; beside them the best such per-frame gain (an oracle).
+            offset = z_mix - centre                                                # (1, C, T)
+            safe = torch.where(offset.abs() < 1e-6, torch.full_like(offset, 1e-6), offset)
+            boxed = centre + ((est - centre) / safe).clamp(0, 1) * offset
+            add("masker, effective mask clipped to [0, 1]: latent SNR (dB)", [snr_db(t, e) for t, e in zip(target, boxed)])
+            add("masker, effective mask clipped to [0, 1]: SI-SDRi (dB)", decoded_gain(boxed, refs))
+
+            def frame_gain(latents):
+                a = ((latents - centre) * offset).sum(1, keepdim=True) / offset.pow(2).sum(1, keepdim=True).clamp_min(1e-9)
+                return centre + a.clamp(0, 1) * offset
+
+            gained = frame_gain(est)
+            add("masker projected to one gain per frame: latent SNR (dB)", [snr_db(t, e) for t, e in zip(target, gained)])
+            add("masker projected to one gain per frame: SI-SDRi (dB)", decoded_gain(gained, refs))
+            best = frame_gain(target)
+            add("oracle gain per frame in [0, 1]: latent SNR (dB)", [snr_db(t, e) for t, e in zip(target, best)])
+            add("oracle gain per frame in [0, 1]: SI-SDRi (dB)", decoded_gain(best, refs))
     for key, values in rows.items():
         print(f"{key:75s} {np.mean(values):8.2f}   (n = {len(values)})")
 

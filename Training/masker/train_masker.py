@@ -75,13 +75,22 @@ def latents(codec, audio, codebooks):
     return quantize(codec, encode_latent(codec, audio), codebooks)[1]
 
 
-def masker_loss(est, target, mix_latent, prompts, l1_weight):
-    """est, target (B, N, C, T); mix_latent (B, C, T). Returns (loss, perms: est index -> target index)."""
+def masker_loss(est, target, mix_latent, prompts, l1_weight, norm_weight: float = 0.0):
+    """est, target (B, N, C, T); mix_latent (B, C, T). Returns (loss, perms: est index -> target index).
+
+    `norm_weight` adds the mean absolute per-frame norm ratio in dB, |20 log10(|est_t| / |target_t|)|. Why: a
+    latent loss is minimised by shrinking uncertain outputs towards their conditional mean, and the decoder turns
+    shrunk latents into worse audio (session 26: rescaling the masker's outputs per frame to the target's norm gains
+    0.7 dB SI-SDRi on validation); this term asks for the target's energy per frame even where the detail is unsure."""
     b, n = est.shape[:2]
     snr, perms = pit_snr_loss(est.reshape(b, n, -1), target.reshape(b, n, -1), mix_latent.reshape(b, -1), prompts)
     matched = torch.stack([target[i, perms[i]] for i in range(b)])
     l1 = ((est - matched).abs().mean((2, 3)) / (matched.abs().mean((2, 3)) + 1e-6)).mean()
-    return snr + l1_weight * l1, perms
+    loss = snr + l1_weight * l1
+    if norm_weight > 0:
+        ratio = est.norm(dim=2).clamp_min(1e-6) / matched.norm(dim=2).clamp_min(1e-6)   # (B, N, T)
+        loss = loss + norm_weight * (20 * torch.log10(ratio)).abs().mean()
+    return loss, perms
 
 
 def oracle_masked(target, z_mix, centre):
@@ -211,6 +220,9 @@ def main(argv=None):
     ap.add_argument("--additive", action="store_true",
                     help="an additive head beside the mask (output z * m + a; docs/masker.md); with --init-from a "
                          "mask-only donor it starts at zero, so step 0 scores the donor")
+    ap.add_argument("--norm-weight", type=float, default=0.0,
+                    help="weight of the per-frame norm term: mean |20 log10(|est_t| / |target_t|)| (dB), against "
+                         "the shrinking a latent loss rewards (default 0: off)")
     ap.add_argument("--centred", action="store_true",
                     help="mask around the codec's latent of silence instead of around zero (exported as an additive "
                          "masker; docs/masker.md)")
@@ -260,6 +272,8 @@ def main(argv=None):
                          "codec that was trained further: the latents move a little, the task does not. The donor may "
                          "have fewer --joint-layers/--film-layers than this run: the extra layers start as identities")
     args = ap.parse_args(argv)
+    if args.norm_weight < 0:
+        raise SystemExit(f"--norm-weight {args.norm_weight}: pass 0 (off) or a positive weight")
     if args.oracle_target and not args.centred:
         raise SystemExit("--oracle-target needs --centred: the oracle mask is taken around silence's latent")
     if args.latent_weight < 0 or (args.latent_weight == 0 and args.decoded_weight <= 0):
@@ -421,7 +435,7 @@ def main(argv=None):
                 target = oracle_masked(target, z_mix, model.centre)
             prompts = [p for _, p, _ in grp]
             est = model(z_mix, prompts)
-            loss, perms = masker_loss(est, target, z_mix, prompts, args.l1_weight)
+            loss, perms = masker_loss(est, target, z_mix, prompts, args.l1_weight, args.norm_weight)
             loss = args.latent_weight * loss
             if args.decoded_weight > 0:
                 frames = max(1, round(args.decoded_seconds * args.sample_rate / codec.hop_length))
