@@ -9,7 +9,9 @@ silence taken off every term); decoded SI-SDRi along the straight path from each
 (z_s + a (z_mix - z_s)), for Gaussian errors at a given latent SNR, for the mask in [0, 1] around silence's
 latent closest to each source's latent (session 24: a reference point for a masker on this codec, not a bound), for the masker's outputs as they are and rescaled
 (per item and per frame) to the norm of their target, and (session 25) for parts of the masker's error added to the
-target alone: its slow and fast parts, white noise of its energy, its frames shuffled, half of it. ~8 min on one core.
+target alone: its slow and fast parts, white noise of its energy, its frames shuffled, half of it; (session 26) for the
+masker's output restricted to the box between silence's latent and the mixture's (its effective mask clipped to
+[0, 1]) or to one gain per frame along that path, and for the best such gain per frame. ~10 min on one core.
 """
 
 from __future__ import annotations
