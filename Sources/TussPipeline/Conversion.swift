@@ -81,7 +81,16 @@ public struct ModelDescription: Sendable {
             s.append(("hop", "\(hop) samples (\(String(format: "%.2f", Double(sr) / Double(max(hop, 1)))) frames/s)"))
             s.append(("codebooks", "\(n) × \(size)"))
             s.append(("max bitrate", String(format: "%.2f kbps", Double(n * bits) * Double(sr) / Double(max(hop, 1)) / 1000)))
-        } else if file.kind == .masker, let c = file.config, let m = try? LatentMaskerConfig(json: c) {
+        } else if file.kind == .masker, let c = file.config {
+            let m: LatentMaskerConfig
+            do {
+                m = try LatentMaskerConfig(json: c)
+            } catch {
+                // `info` is where a user looks when a file is refused: say why instead of leaving the summary out.
+                s.append(("config", "not usable: \(error)"))
+                summary = s
+                return
+            }
             s.append(("latent", "\(m.latentDim) channels"))
             s.append(("transformer", "D \(m.modelDim), \(m.heads) heads, FFN \(m.ffnDim), \(m.jointLayers) joint + \(m.filmLayers) FiLM layers"))
             s.append(("output", m.additive ? "latent ⊙ mask + additive term" : "latent ⊙ mask"))

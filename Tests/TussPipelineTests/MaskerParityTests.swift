@@ -53,6 +53,17 @@ final class MaskerParityTests: XCTestCase {
         XCTAssertTrue(plain.out.contains("output: latent ⊙ mask\n"), plain.out)
         // Without its add_head the file is refused, naming the tensor.
         let store = try Safetensors.load(file("model.safetensors"))
+        // A config key this engine does not read: `info` says why the file is not usable (LatentMaskerTests: loading it
+        // is refused).
+        var metadata = store.metadata
+        metadata["tuss-codec.config"] = metadata["tuss-codec.config"].map { "{\"mask_activation\": \"sigmoid\", " + $0.dropFirst() }
+        let newer = NSTemporaryDirectory() + "masker-newer-\(UUID().uuidString).safetensors"
+        defer { try? FileManager.default.removeItem(atPath: newer) }
+        try Safetensors.write(store.namedTensors, metadata: metadata, to: newer)
+        let refused = try runTool(["info", newer])
+        XCTAssertEqual(refused.status, 0, refused.err)
+        XCTAssertTrue(refused.out.contains("config: not usable: model configuration is not usable: masker config: unknown key 'mask_activation'"),
+                      refused.out)
         let without = try WeightStore(store.namedTensors.filter { $0.name != "add_head.weight" }, metadata: store.metadata)
         XCTAssertThrowsError(try LatentMasker(config: fixture.masker.config, weights: without)) {
             XCTAssertTrue("\($0)".contains("add_head.weight"), "\($0)")

@@ -264,27 +264,34 @@ def export(model: LatentMasker, path, extra: dict | None = None):
     save_file(tensors, str(path), metadata=meta)
 
 
-def unfold_centre(donor: LatentMasker, centre, tolerance: float = 1e-4) -> LatentMasker:
-    """The centred masker whose export `donor` is: the same weights without the additive head, centred on `centre`.
+def unfold_centre(donor: LatentMasker, centre, tolerance: float = 1e-4, keep_additive: bool = False) -> LatentMasker:
+    """The centred masker whose export `donor` is: the same weights with the centre taken out of the additive head.
 
     Why: a centred run's export holds its centre folded into the additive head (see `export`), and continuing it as
     an additive masker trains a different parametrisation (the mask and the folded term then move independently).
-    Raises ValueError when the donor's additive head is not that fold for this centre (relative error above
-    `tolerance`): then the donor was not a centred export, or was centred on another codec's silence."""
+    With `keep_additive` the returned masker keeps an additive head holding what remains (the head minus the fold),
+    so any additive donor keeps its function exactly. Without it the head is dropped, and ValueError is raised when it
+    is not that fold for this centre (relative error above `tolerance`): then the donor had an additive term of its
+    own, was not a centred export, or was centred on another codec's silence."""
     if not donor.config.get("additive"):
         raise ValueError("the donor has no additive head, so nothing is folded into it")
     c = torch.as_tensor(centre, dtype=torch.float64)
     w, b = donor.mask_head.weight.detach().double(), donor.mask_head.bias.detach().double()
     want_w, want_b = -c[:, None] * w, c * (1 - b)
     got_w, got_b = donor.add_head.weight.detach().double(), donor.add_head.bias.detach().double()
-    error = float(((got_w - want_w).pow(2).sum() + (got_b - want_b).pow(2).sum()).sqrt()
-                  / (want_w.pow(2).sum() + want_b.pow(2).sum()).sqrt().clamp_min(1e-12))
-    if error > tolerance:
-        raise ValueError(f"its additive head is not the centre folded into its mask (relative error {error:.2e})")
     config = dict(donor.config)
-    config.pop("additive")
+    if keep_additive:
+        state = donor.state_dict()
+        state["add_head.weight"] = (got_w - want_w).float()
+        state["add_head.bias"] = (got_b - want_b).float()
+    else:
+        error = float(((got_w - want_w).pow(2).sum() + (got_b - want_b).pow(2).sum()).sqrt()
+                      / (want_w.pow(2).sum() + want_b.pow(2).sum()).sqrt().clamp_min(1e-12))
+        if error > tolerance:
+            raise ValueError(f"its additive head is not the centre folded into its mask (relative error {error:.2e})")
+        config.pop("additive")
+        state = {k: v for k, v in donor.state_dict().items() if not k.startswith("add_head.")}
     model = LatentMasker(config)
-    state = {k: v for k, v in donor.state_dict().items() if not k.startswith("add_head.")}
     model.load_state_dict(state, strict=True)
     model.set_centre(c.float())
     return model

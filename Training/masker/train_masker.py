@@ -274,6 +274,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.norm_weight < 0:
         raise SystemExit(f"--norm-weight {args.norm_weight}: pass 0 (off) or a positive weight")
+    if args.norm_weight > 0 and args.latent_weight == 0:
+        # The norm term is part of the latent loss and scaled by its weight: it would silently do nothing.
+        raise SystemExit("--norm-weight is part of the latent loss, which --latent-weight 0 turns off")
     if args.oracle_target and not args.centred:
         raise SystemExit("--oracle-target needs --centred: the oracle mask is taken around silence's latent")
     if args.latent_weight < 0 or (args.latent_weight == 0 and args.decoded_weight <= 0):
@@ -331,14 +334,14 @@ def main(argv=None):
         donor = load_exported(args.init_from)
         if args.centred and donor.config.get("additive"):
             # A centred run's export holds its centre in the additive head: take it back out, so the run continues
-            # the centred parametrisation. Any other additive masker would be changed by centring it.
+            # the centred parametrisation. With --additive whatever else the head holds stays in it (the function is
+            # unchanged for any additive donor); without, the head must be exactly that fold.
             try:
-                donor = unfold_centre(donor, silence_latent(codec))
+                donor = unfold_centre(donor, silence_latent(codec), keep_additive=args.additive)
             except ValueError as e:
-                raise SystemExit(f"--centred: {args.init_from} is an additive masker that is not a centred run's "
-                                 f"export on this codec ({e}); continue it with --additive instead of --centred")
-            print(f"--centred: {args.init_from} is a centred run's export; its centre is taken out of the additive "
-                  f"head", flush=True)
+                raise SystemExit(f"--centred: {args.init_from} has an additive term beyond a centre folded in on this "
+                                 f"codec ({e}); pass --additive too to keep that term")
+            print(f"--centred: the centre is taken out of {args.init_from}'s additive head", flush=True)
         try:
             fresh = grow_from(model, donor)
         except ValueError as e:

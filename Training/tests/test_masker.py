@@ -3,7 +3,6 @@ training."""
 
 import math
 import subprocess
-import tempfile
 import sys
 from pathlib import Path
 
@@ -348,10 +347,10 @@ def test_centred_masker_exports_as_an_additive_masker_with_the_same_outputs(tmp_
             assert torch.allclose(model(z, prompts), z[:, None].expand(2, 2, 12, 13), atol=1e-6)
 
 
-def test_a_centred_export_unfolds_back_to_the_centred_masker():
+def test_a_centred_export_unfolds_back_to_the_centred_masker(tmp_path):
     """`unfold_centre` inverts `export`'s fold: the mask-only masker it returns, centred again, computes what the
     export computes. A head that is not the fold for this centre (another centre, or a trained additive head) is
-    refused."""
+    refused without `keep_additive`; with it, any additive masker keeps its function."""
     from masker.model import unfold_centre
 
     torch.manual_seed(2)
@@ -362,9 +361,8 @@ def test_a_centred_export_unfolds_back_to_the_centred_masker():
             p.add_(0.3 * torch.randn_like(p))
     centre = 3 * torch.randn(12)
     model.set_centre(centre)
-    with tempfile.TemporaryDirectory() as tmp:
-        export(model, Path(tmp) / "m.safetensors")
-        exported = load_exported(Path(tmp) / "m.safetensors")
+    export(model, tmp_path / "m.safetensors")
+    exported = load_exported(tmp_path / "m.safetensors")
     unfolded = unfold_centre(exported, centre).eval()
     assert not unfolded.config.get("additive") and unfolded.config["lookahead"] == 2
     assert torch.equal(unfolded.centre, centre)
@@ -378,6 +376,14 @@ def test_a_centred_export_unfolds_back_to_the_centred_masker():
         unfold_centre(exported, centre + 0.1)
     with pytest.raises(ValueError, match="no additive head"):
         unfold_centre(unfolded, centre)
+    with torch.no_grad():
+        exported.add_head.bias.add_(0.5)
+        kept = unfold_centre(exported, centre, keep_additive=True).eval()
+        assert kept.config["additive"] is True
+        ours, theirs = kept(z, prompts), exported(z, prompts)
+        assert float((ours - theirs).norm() / theirs.norm()) < 1e-5
+    with pytest.raises(ValueError, match="not the centre folded"):
+        unfold_centre(exported, centre)
 
 
 def test_centred_training_run_exports_an_additive_masker_and_resumes_only_centred(tmp_path):
@@ -403,21 +409,29 @@ def test_centred_training_run_exports_an_additive_masker_and_resumes_only_centre
         grown = base[:3] + [run + "-2"] + base[4:] + ["--init-from", str(donor), "--max-steps", "1"]
         r = subprocess.run(grown + ["--centred"], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "its centre is taken out of the additive head" in r.stdout
+        assert "the centre is taken out of" in r.stdout
         grown[3] = run + "-3"
         r = subprocess.run(grown + ["--additive"], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
-        # An additive masker that is no centred export is refused by --centred.
+        # An additive head holding more than the fold is refused by --centred alone, and kept with --additive too.
         model = load_exported(donor)
         with torch.no_grad():
             model.add_head.bias.add_(1.0)
         export(model, donor)
         grown[3] = run + "-4"
         r = subprocess.run(grown + ["--centred"], capture_output=True, text=True, timeout=600)
-        assert r.returncode != 0 and "continue it with --additive" in r.stdout + r.stderr
+        assert r.returncode != 0 and "pass --additive too" in r.stdout + r.stderr
+        grown[3] = run + "-5"
+        r = subprocess.run(grown + ["--centred", "--additive"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # A norm term with the latent loss off would do nothing: refused.
+        grown[3] = run + "-6"
+        r = subprocess.run(grown + ["--additive", "--norm-weight", "1", "--latent-weight", "0", "--decoded-weight", "1"],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and "--norm-weight is part of the latent loss" in r.stdout + r.stderr
     finally:
         import shutil
-        for name in (run, run + "-2", run + "-3", run + "-4"):
+        for name in (run, run + "-2", run + "-3", run + "-4", run + "-5", run + "-6"):
             shutil.rmtree(REPO / "Training" / "masker" / "runs" / name, ignore_errors=True)
 
 
@@ -488,7 +502,8 @@ def test_lookahead_and_loss_weights_are_checked_before_training(tmp_path):
 
 def test_norm_term_measures_the_per_frame_norm_ratio_in_db():
     """`--norm-weight`: exact outputs add nothing; outputs at half the target's norm in every frame add 6.02 dB per
-    unit of weight, whatever their direction; the term has a gradient."""
+    unit of weight, and so do outputs pointing elsewhere with that norm (the term sees norms only); it has a
+    gradient."""
     from masker.train_masker import masker_loss
 
     torch.manual_seed(3)
@@ -504,3 +519,8 @@ def test_norm_term_measures_the_per_frame_norm_ratio_in_db():
     assert abs(float((normed - plain).detach()) - 2.0 * 20 * math.log10(2)) < 1e-3
     normed.backward()
     assert shrunk.grad is not None and float(shrunk.grad.abs().sum()) > 0
+    turned = torch.randn_like(target)
+    turned *= 0.5 * target.norm(dim=2, keepdim=True) / turned.norm(dim=2, keepdim=True)
+    plain, _ = masker_loss(turned, target, mix, prompts, 1.0)
+    normed, _ = masker_loss(turned, target, mix, prompts, 1.0, norm_weight=2.0)
+    assert abs(float(normed - plain) - 2.0 * 20 * math.log10(2)) < 1e-3

@@ -106,15 +106,29 @@ public struct LatentMasker: Sendable {
 
     /// Whether a tensor name belongs to a masker of this configuration (its shape is checked when it is read).
     static func uses(_ name: String, config: LatentMaskerConfig) -> Bool {
+        let affine: Set<String> = ["weight", "bias"]
+        let layerTensors: Set<String> = ["attn_norm.weight", "attn_norm.bias", "attn.qkv.weight", "attn.qkv.bias",
+                                         "attn.out.weight", "attn.out.bias", "ffn_norm.weight", "ffn_norm.bias",
+                                         "ffn.in.weight", "ffn.in.bias", "ffn.out.weight", "ffn.out.bias"]
+        switch name {
+        case "start_token", "prompt_embed.weight", "slot_embed.weight": return true
+        case "input_ahead.weight": return config.lookahead > 0
+        default: break
+        }
         let parts = name.split(separator: ".", maxSplits: 2).map(String.init)
-        guard let head = parts.first else { return false }
-        func indexed(_ count: Int) -> Bool { parts.count == 3 && (Int(parts[1]).map { (0..<count).contains($0) } ?? false) }
-        switch head {
-        case "input_proj", "start_token", "prompt_embed", "slot_embed", "joint_norm", "out_norm", "mask_head": return true
-        case "input_ahead": return config.lookahead > 0
-        case "add_head": return config.additive
-        case "joint": return indexed(config.jointLayers)
-        case "film", "film_stage": return indexed(config.filmLayers)
+        guard parts.count >= 2 else { return false }
+        if parts.count == 2 {
+            switch parts[0] {
+            case "input_proj", "joint_norm", "out_norm", "mask_head": return affine.contains(parts[1])
+            case "add_head": return config.additive && affine.contains(parts[1])
+            default: return false
+            }
+        }
+        guard let index = Int(parts[1]) else { return false }
+        switch parts[0] {
+        case "joint": return (0..<config.jointLayers).contains(index) && layerTensors.contains(parts[2])
+        case "film_stage": return (0..<config.filmLayers).contains(index) && layerTensors.contains(parts[2])
+        case "film": return (0..<config.filmLayers).contains(index) && affine.contains(parts[2])
         default: return false
         }
     }
