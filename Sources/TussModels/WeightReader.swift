@@ -1,5 +1,10 @@
 import TussWeights
 
+/// The full names a reader (and every reader scoped from it) has read, so a loader can refuse a file's leftovers.
+final class WeightReadLog {
+    var names: Set<String> = []
+}
+
 /// Reads named tensors from a weight store and checks their shapes, so a wrong file fails with the tensor's name.
 struct WeightReader {
     let store: WeightStore
@@ -7,11 +12,14 @@ struct WeightReader {
     /// When set, every requested tensor is synthesised (uniform in ±1/√fan-in) instead of read: benchmarks use it
     /// to build models of the official sizes without their (unreachable) weight files.
     let randomSeed: UInt64?
+    /// When set, records every name read; shared by the scoped readers.
+    let log: WeightReadLog?
 
-    init(_ store: WeightStore, prefix: String = "", randomSeed: UInt64? = nil) {
+    init(_ store: WeightStore, prefix: String = "", randomSeed: UInt64? = nil, log: WeightReadLog? = nil) {
         self.store = store
         self.prefix = prefix
         self.randomSeed = randomSeed
+        self.log = log
     }
 
     /// A reader that synthesises every tensor from `seed`.
@@ -25,7 +33,7 @@ struct WeightReader {
 
     /// A reader whose names are relative to `prefix + component + "."`.
     func scoped(_ component: String) -> WeightReader {
-        WeightReader(store, prefix: prefix + component + ".", randomSeed: randomSeed)
+        WeightReader(store, prefix: prefix + component + ".", randomSeed: randomSeed, log: log)
     }
 
     func has(_ name: String) -> Bool { randomSeed == nil && store[prefix + name] != nil }
@@ -53,6 +61,7 @@ struct WeightReader {
             }
         }
         guard let t = store[full] else { throw .badWeights("missing tensor '\(full)'") }
+        log?.names.insert(full)
         let squeeze = { (s: [Int]) in s.filter { $0 != 1 } }
         guard squeeze(t.shape) == squeeze(expected), t.shape.reduce(1, *) == expected.reduce(1, *) else {
             throw .badWeights("tensor '\(full)' has shape \(t.shape), expected \(expected)")

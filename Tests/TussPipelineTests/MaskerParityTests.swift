@@ -64,6 +64,24 @@ final class MaskerParityTests: XCTestCase {
         XCTAssertEqual(refused.status, 0, refused.err)
         XCTAssertTrue(refused.out.contains("config: not usable: model configuration is not usable: masker config: unknown key 'mask_activation'"),
                       refused.out)
+        // Tensors the config does not read are refused, naming one: the additive file read as mask-only, and stray
+        // names beside a complete file (a suffix, an unknown layer part, a layer past the config's count).
+        var maskOnly = fixture.masker.config
+        maskOnly.additive = false
+        XCTAssertThrowsError(try LatentMasker(config: maskOnly, weights: store)) {
+            XCTAssertTrue("\($0)".hasPrefix("model weights do not match the configuration: tensor 'add_head."), "\($0)")
+            XCTAssertTrue("\($0)".hasSuffix("is not part of a masker with this config (additive false, lookahead 0, "
+                                            + "2 joint + 2 FiLM layers): the file and its config disagree"), "\($0)")
+        }
+        for name in ["input_proj.scale", "mask_head.weight.extra", "input_ahead.weight", "input_ahead.bias", "centre",
+                     "joint.0.attn.gate.weight", "joint.2.attn.qkv.weight", "film.2.weight", "film.0.attn.qkv.weight"] {
+            let stray = try WeightStore(store.namedTensors + [(name: name, tensor: WeightTensor(floats: [0], shape: [1]))],
+                                        metadata: store.metadata)
+            XCTAssertThrowsError(try LatentMasker(config: fixture.masker.config, weights: stray)) {
+                XCTAssertTrue("\($0)".hasPrefix("model weights do not match the configuration: tensor '\(name)' is not part"),
+                              "\(name): \($0)")
+            }
+        }
         let without = try WeightStore(store.namedTensors.filter { $0.name != "add_head.weight" }, metadata: store.metadata)
         XCTAssertThrowsError(try LatentMasker(config: fixture.masker.config, weights: without)) {
             XCTAssertTrue("\($0)".contains("add_head.weight"), "\($0)")

@@ -242,6 +242,13 @@ def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
     return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith(fresh))
 
 
+def centre_fold(centre, mask_weight, mask_bias):
+    """The additive head (weight, bias; float64) that carries a centre c: c + m * (z - c) = z * m + (c - c * m), and
+    with m = W h + b the extra term is (-diag(c) W) h + c (1 - b). `export` adds it, `unfold_centre` takes it out."""
+    c = torch.as_tensor(centre).detach().double()
+    return -c[:, None] * mask_weight.detach().double(), c * (1 - mask_bias.detach().double())
+
+
 def export(model: LatentMasker, path, extra: dict | None = None):
     """Writes the one-file masker read by the Swift engine (float32 tensors, config JSON in the metadata)."""
     from safetensors.torch import save_file
@@ -249,13 +256,11 @@ def export(model: LatentMasker, path, extra: dict | None = None):
     tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
     config = dict(model.config)
     if model.centre is not None:
-        # c + m * (z - c) + a = z * m + (a + c - c * m): with m = W h + b, the extra term is (-diag(c) W) h + c (1 - b).
-        c = model.centre.double()
-        w, b = tensors["mask_head.weight"].double(), tensors["mask_head.bias"].double()
+        fold_w, fold_b = centre_fold(model.centre, tensors["mask_head.weight"], tensors["mask_head.bias"])
         add_w = tensors.get("add_head.weight", torch.zeros_like(tensors["mask_head.weight"])).double()
         add_b = tensors.get("add_head.bias", torch.zeros_like(tensors["mask_head.bias"])).double()
-        tensors["add_head.weight"] = (add_w - c[:, None] * w).float().contiguous()
-        tensors["add_head.bias"] = (add_b + c * (1 - b)).float().contiguous()
+        tensors["add_head.weight"] = (add_w + fold_w).float().contiguous()
+        tensors["add_head.bias"] = (add_b + fold_b).float().contiguous()
         config["additive"] = True
     meta = {"tuss-codec.kind": "masker", "tuss-codec.format": "1",
             "tuss-codec.config": json.dumps(config, sort_keys=True)}
@@ -276,8 +281,7 @@ def unfold_centre(donor: LatentMasker, centre, tolerance: float = 1e-4, keep_add
     if not donor.config.get("additive"):
         raise ValueError("the donor has no additive head, so nothing is folded into it")
     c = torch.as_tensor(centre, dtype=torch.float64)
-    w, b = donor.mask_head.weight.detach().double(), donor.mask_head.bias.detach().double()
-    want_w, want_b = -c[:, None] * w, c * (1 - b)
+    want_w, want_b = centre_fold(c, donor.mask_head.weight, donor.mask_head.bias)
     got_w, got_b = donor.add_head.weight.detach().double(), donor.add_head.bias.detach().double()
     config = dict(donor.config)
     if keep_additive:

@@ -92,44 +92,16 @@ public struct LatentMasker: Sendable {
     /// Builds the masker from our parameter names (`input_proj`, `start_token`, `prompt_embed.weight`,
     /// `slot_embed.weight`, `joint.<i>.*`, `joint_norm`, `film.<l>`, `film_stage.<l>.*`, `out_norm`, `mask_head`,
     /// `add_head` when `config.additive`, and `input_ahead.weight` `[D, L·C]` when `config.lookahead` L > 0).
-    /// A tensor the configuration does not use (say `add_head.*` with `additive` false, or a third joint layer of a
+    /// A tensor the configuration does not read (say `add_head.*` with `additive` false, or a third joint layer of a
     /// two-layer config) is refused: the file and its config disagree, and running it would give wrong outputs
     /// without any error.
     public init(config: LatentMaskerConfig, weights: WeightStore) throws(ModelError) {
-        for name in weights.names where !Self.uses(name, config: config) {
-            throw .badWeights("tensor '\(name)' is not part of a masker with this config (additive \(config.additive), "
+        let log = WeightReadLog()
+        try self.init(config: config, reader: WeightReader(weights, log: log))
+        if let unused = weights.names.first(where: { !log.names.contains($0) }) {
+            throw .badWeights("tensor '\(unused)' is not part of a masker with this config (additive \(config.additive), "
                               + "lookahead \(config.lookahead), \(config.jointLayers) joint + \(config.filmLayers) FiLM "
                               + "layers): the file and its config disagree")
-        }
-        try self.init(config: config, reader: WeightReader(weights))
-    }
-
-    /// Whether a tensor name belongs to a masker of this configuration (its shape is checked when it is read).
-    static func uses(_ name: String, config: LatentMaskerConfig) -> Bool {
-        let affine: Set<String> = ["weight", "bias"]
-        let layerTensors: Set<String> = ["attn_norm.weight", "attn_norm.bias", "attn.qkv.weight", "attn.qkv.bias",
-                                         "attn.out.weight", "attn.out.bias", "ffn_norm.weight", "ffn_norm.bias",
-                                         "ffn.in.weight", "ffn.in.bias", "ffn.out.weight", "ffn.out.bias"]
-        switch name {
-        case "start_token", "prompt_embed.weight", "slot_embed.weight": return true
-        case "input_ahead.weight": return config.lookahead > 0
-        default: break
-        }
-        let parts = name.split(separator: ".", maxSplits: 2).map(String.init)
-        guard parts.count >= 2 else { return false }
-        if parts.count == 2 {
-            switch parts[0] {
-            case "input_proj", "joint_norm", "out_norm", "mask_head": return affine.contains(parts[1])
-            case "add_head": return config.additive && affine.contains(parts[1])
-            default: return false
-            }
-        }
-        guard let index = Int(parts[1]) else { return false }
-        switch parts[0] {
-        case "joint": return (0..<config.jointLayers).contains(index) && layerTensors.contains(parts[2])
-        case "film_stage": return (0..<config.filmLayers).contains(index) && layerTensors.contains(parts[2])
-        case "film": return (0..<config.filmLayers).contains(index) && affine.contains(parts[2])
-        default: return false
         }
     }
 
