@@ -25,7 +25,7 @@ let package = Package(
     targets: [
         // System libraries, found through pkg-config. A missing one fails the build with the Debian package's name.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        .systemLibrary(name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
+        .systemLibrary(name: "CFFTW", pkgConfig: "fftw3f fftw3", providers: [.apt(["libfftw3-dev"])]),
         .systemLibrary(name: "CSndFile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
         .systemLibrary(name: "COpus", pkgConfig: "opus ogg", providers: [.apt(["libopus-dev", "libogg-dev"])]),
         .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "TussTensor", dependencies: ["CBLAS", "CKernels"]),
         // Audio: files, resampling, STFT, Opus.
-        .target(name: "TussAudio", dependencies: ["TussTensor", "CSndFile", "CSoxr", "CFFTW", "COpus"]),
+        .target(name: "TussAudio", dependencies: ["TussTensor", "CBLAS", "CSndFile", "CSoxr", "CFFTW", "COpus"]),
         // Weight files: safetensors, PyTorch checkpoints, YAML configs.
         .target(name: "TussWeights", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Models: pure functions of tensors.

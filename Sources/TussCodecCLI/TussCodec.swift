@@ -539,8 +539,10 @@ struct Bench: ComputeCommand {
 
 struct Eval: ComputeCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Separate every mixture of a manifest and score the outputs (SI-SDR, SI-SDRi, SDR).",
-        discussion: "Repeated prompts are scored permutation-invariantly. Scores are capped at ±100 dB.")
+        abstract: "Separate every mixture of a manifest and score the outputs (SI-SDR, SI-SDRi, SDR, mel, SIR, SAR).",
+        discussion: """
+            Repeated prompts are scored permutation-invariantly. Scores are capped at ±100 dB. SIR and SAR are BSS Eval's             (512-tap distortion filters, as mir_eval): SIR tells how much of the other sources an output holds, SAR             its artifacts, which include a codec's waveform error.
+            """)
 
     @Option(help: "The manifest: a JSON array of {task, item, mixture, prompts, references}, paths relative to it.")
     var manifest: String

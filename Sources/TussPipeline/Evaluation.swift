@@ -40,6 +40,17 @@ public struct EvaluationScore: Codable, Sendable {
     public var mel_improvement: Double? = nil
     /// Which separation path made the estimate (`spectral` or `codec`).
     public var path: String? = nil
+    /// BSS Eval SDR (512-tap distortion filters, as mir_eval and museval compute it; `BSSEval`).
+    public var bss_sdr: Double? = nil
+    /// BSS Eval SIR: the output's target part over the other references' part. Unlike SI-SDR it does not count a
+    /// codec's waveform error (an artifact), so it tells whether the other sources were removed.
+    public var sir: Double? = nil
+    /// BSS Eval SIR of the unprocessed mixture.
+    public var sir_mixture: Double? = nil
+    /// `sir − sir_mixture`.
+    public var sir_improvement: Double? = nil
+    /// BSS Eval SAR: everything the references explain over what they do not (noise, codec artifacts).
+    public var sar: Double? = nil
 }
 
 /// Runs a separator over a manifest and scores every output (permutation-invariant within repeated prompts).
@@ -69,20 +80,25 @@ public enum Evaluation {
     public static func score(item: EvaluationItem, mixture: [[Float]], estimates: [[[Float]]], references: [[[Float]]],
                              sampleRate: Int) -> [EvaluationScore] {
         let channels = mixture.count
-        var sums = [[Double]](repeating: [0, 0, 0, 0, 0, 0], count: item.prompts.count)
-        var counts = [[Int]](repeating: [0, 0, 0, 0, 0, 0], count: item.prompts.count)
+        // Per output: SI-SDR, mixture SI-SDR, (unused), SDR, mel, mixture mel, BSS SDR, SIR, SAR, mixture SIR.
+        var sums = [[Double]](repeating: [Double](repeating: 0, count: 10), count: item.prompts.count)
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: 10), count: item.prompts.count)
         var order = Array(0..<item.prompts.count)
         for c in 0..<channels {
             let est = estimates.map { $0[min(c, $0.count - 1)] }
             let ref = references.map { $0[min(c, $0.count - 1)] }
             if c == 0 { order = SeparationMetrics.bestAssignment(prompts: item.prompts, estimates: est, references: ref) }
+            let bss = BSSEval(references: ref)
             for i in 0..<item.prompts.count {
                 let e = est[order[i]]
+                let criteria = bss?.criteria(of: e, target: i)
                 let values = [SeparationMetrics.siSDR(estimate: e, reference: ref[i]),
                               SeparationMetrics.siSDR(estimate: mixture[c], reference: ref[i]),
                               nil, SeparationMetrics.sdr(estimate: e, reference: ref[i]),
                               MelDistance.distance(estimate: e, reference: ref[i], sampleRate: sampleRate),
-                              MelDistance.distance(estimate: mixture[c], reference: ref[i], sampleRate: sampleRate)]
+                              MelDistance.distance(estimate: mixture[c], reference: ref[i], sampleRate: sampleRate),
+                              criteria?.sdr, criteria?.sir, criteria?.sar,
+                              bss?.criteria(of: mixture[c], target: i)?.sir]
                 for (k, v) in values.enumerated() { if let v { sums[i][k] += v; counts[i][k] += 1 } }
             }
         }
@@ -96,6 +112,11 @@ public enum Evaluation {
             score.mel_distance = mean(4)
             score.mel_distance_mixture = mean(5)
             if let a = mean(4), let b = mean(5) { score.mel_improvement = b - a }
+            score.bss_sdr = mean(6)
+            score.sir = mean(7)
+            score.sar = mean(8)
+            score.sir_mixture = mean(9)
+            if let a = mean(7), let b = mean(9) { score.sir_improvement = a - b }
             return score
         }
     }
@@ -191,7 +212,8 @@ public enum Evaluation {
         }
         var lines = [pad("task", 6) + " " + pad("prompt", 10) + " " + pad("n", 5, left: true) + " "
                      + pad("spectral SI-SDRi", 17, left: true) + " " + pad("codec SI-SDRi", 14, left: true) + " "
-                     + pad("spectral mel gain", 18, left: true) + " " + pad("codec mel gain", 15, left: true)]
+                     + pad("spectral mel gain", 18, left: true) + " " + pad("codec mel gain", 15, left: true) + " "
+                     + pad("spectral SIRi", 14, left: true) + " " + pad("codec SIRi", 11, left: true)]
         for task in Array(Set(spectral.map(\.task) + codec.map(\.task))).sorted() {
             let a = spectral.filter { $0.task == task }, b = codec.filter { $0.task == task }
             var prompts: [String] = []
@@ -202,14 +224,16 @@ public enum Evaluation {
                 lines.append(pad(task, 6) + " " + pad(prompt, 10) + " " + pad("\(max(pa.count, pb.count))", 5, left: true) + " "
                              + pad(mean(pa), 17, left: true) + " " + pad(mean(pb), 14, left: true) + " "
                              + pad(mean(pa, \.mel_improvement), 18, left: true) + " "
-                             + pad(mean(pb, \.mel_improvement), 15, left: true))
+                             + pad(mean(pb, \.mel_improvement), 15, left: true) + " "
+                             + pad(mean(pa, \.sir_improvement), 14, left: true) + " "
+                             + pad(mean(pb, \.sir_improvement), 11, left: true))
             }
         }
         return lines.joined(separator: "\n")
     }
 
     /// A table per task and prompt: count, mean and median of SI-SDR, SI-SDRi and SDR; mean mel distance and its
-    /// improvement over the mixture.
+    /// improvement over the mixture; mean BSS Eval SIR, its improvement over the mixture, and SAR.
     public static func table(_ scores: [EvaluationScore]) -> String {
         func stats(_ v: [Double]) -> (Double, Double) {
             guard !v.isEmpty else { return (.nan, .nan) }
@@ -219,7 +243,7 @@ public enum Evaluation {
         }
         func num(_ x: Double) -> String { pad(x.isNaN ? "n/a" : String(format: "%.2f", x), 8, left: true) }
         var lines = [pad("task", 6) + " " + pad("prompt", 10) + " " + pad("n", 5, left: true) + "  " +
-                     ["SI-SDR", "median", "SI-SDRi", "median", "SDR", "median", "mel", "mel gain"].map { pad($0, 8, left: true) }.joined(separator: " ")]
+                     ["SI-SDR", "median", "SI-SDRi", "median", "SDR", "median", "mel", "mel gain", "SIR", "SIRi", "SAR"].map { pad($0, 8, left: true) }.joined(separator: " ")]
         let tasks = Array(Set(scores.map(\.task))).sorted()
         for task in tasks {
             let ts = scores.filter { $0.task == task }
@@ -229,8 +253,10 @@ public enum Evaluation {
                 let ps = prompt == "all" ? ts : ts.filter { $0.prompt == prompt }
                 let a = stats(ps.compactMap(\.si_sdr)), b = stats(ps.compactMap(\.si_sdr_improvement)), c = stats(ps.compactMap(\.sdr))
                 let m = stats(ps.compactMap(\.mel_distance)), g = stats(ps.compactMap(\.mel_improvement))
+                let sir = stats(ps.compactMap(\.sir)), sirGain = stats(ps.compactMap(\.sir_improvement))
+                let sar = stats(ps.compactMap(\.sar))
                 lines.append(pad(task, 6) + " " + pad(prompt, 10) + " " + pad("\(ps.count)", 5, left: true) + "  " +
-                             [a.0, a.1, b.0, b.1, c.0, c.1, m.0, g.0].map(num).joined(separator: " "))
+                             [a.0, a.1, b.0, b.1, c.0, c.1, m.0, g.0, sir.0, sirGain.0, sar.0].map(num).joined(separator: " "))
             }
         }
         return lines.joined(separator: "\n")
