@@ -176,6 +176,18 @@ class LatentMasker(nn.Module):
 
     def heads(self, latent, prompts, start: int = 0):
         """(masks, additive terms or None), each (B, N, C, T)."""
+        return self.heads_from(self.features(latent, prompts, start), latent.shape[0], len(prompts[0]))
+
+    def heads_from(self, h, b: int, n: int):
+        """The heads on features h (B * N, T, D) from `features`."""
+        t = h.shape[1]
+        mask = self.mask_head(h).view(b, n, t, -1).transpose(2, 3)               # (B, N, C, T)
+        if not self.config.get("additive"):
+            return mask, None
+        return mask, self.add_head(h).view(b, n, t, -1).transpose(2, 3)
+
+    def features(self, latent, prompts, start: int = 0):
+        """The per-prompt frame features the heads read: out_norm of the FiLM stage's output, (B * N, T, D)."""
         b, _, t = latent.shape
         n = len(prompts[0])
         if any(len(p) != n for p in prompts):
@@ -203,11 +215,7 @@ class LatentMasker(nn.Module):
             gamma, beta = film(outputs).reshape(b * n, 1, 2 * d).split(d, dim=-1)
             g = g * (1 + gamma) + beta
             _, g = layer(None, g, cos, sin, allowed)
-        h = self.out_norm(g)
-        mask = self.mask_head(h).view(b, n, t, -1).transpose(2, 3)               # (B, N, C, T)
-        if not self.config.get("additive"):
-            return mask, None
-        return mask, self.add_head(h).view(b, n, t, -1).transpose(2, 3)
+        return self.out_norm(g)
 
     def forward(self, latent, prompts, start: int = 0):
         """Masked latents (B, N, C, T), one per prompt, in prompt order."""

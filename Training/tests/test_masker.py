@@ -524,3 +524,37 @@ def test_norm_term_measures_the_per_frame_norm_ratio_in_db():
     plain, _ = masker_loss(turned, target, mix, prompts, 1.0)
     normed, _ = masker_loss(turned, target, mix, prompts, 1.0, norm_weight=2.0)
     assert abs(float(normed - plain) - 2.0 * 20 * math.log10(2)) < 1e-3
+
+
+def test_heads_from_features_equal_heads():
+    """`features` + `heads_from` (used by code_head_probe.py to share one trunk pass) is `heads` exactly."""
+    model = small_model(additive=True)
+    z = torch.randn(2, 12, 9)
+    prompts = [["speech", "sfx"], ["drums", "bass"]]
+    with torch.no_grad():
+        mask, add = model.heads(z, prompts)
+        h = model.features(z, prompts)
+        mask2, add2 = model.heads_from(h, 2, 2)
+    assert h.shape == (4, 9, 16)
+    assert torch.equal(mask, mask2) and torch.equal(add, add2)
+
+
+def test_code_head_probe_matching_with_no_classified_books_is_requantize(tmp_path):
+    """The probe's hybrid decode with k = 0 classified codebooks is the engine's continuous path (`requantize`), and
+    with k > 0 it keeps the given codes and matches the rest to what they leave."""
+    from masker.code_head_probe import match_rest
+    from masker.codec_tools import latent_code_tables, load_codec, requantize, write_random_codec
+
+    codec, _ = load_codec(write_random_codec(tmp_path / "codec.safetensors", seed=3))
+    books = codec.quantizer.n_codebooks
+    tables = latent_code_tables(codec, books)
+    torch.manual_seed(5)
+    z = torch.randn(1, tables[0].shape[1], 7)
+    with torch.no_grad():
+        want = requantize(codec, z, books)[0][0]
+        got = torch.stack(match_rest(tables, z[0], 0))
+        assert torch.equal(got, want)
+        first = (want[0] + 1) % tables[0].shape[0]                       # a different first code everywhere
+        rest = torch.stack(match_rest(tables, z[0] - tables[0][first].t(), 1))
+        assert rest.shape == (books - 1, 7)
+        assert not torch.equal(rest, want[1:])
