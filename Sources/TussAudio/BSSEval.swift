@@ -2,49 +2,59 @@ import CBLAS
 import CFFTW
 import Foundation
 
-/// BSS Eval source criteria (SDR, SIR, SAR) with time-invariant distortion filters, as defined by the BSS Eval
-/// toolbox (Vincent, Gribonval and Févotte 2006) and computed by `bss_eval_sources` in mir_eval.
+/// BSS Eval source criteria (SDR, SIR, SAR) with 512-tap distortion filters, as mir_eval's `bss_eval_sources`.
 ///
-/// An estimate is split into its projection on the span of its own reference delayed by 0 … L−1 samples (the target,
-/// "allowed distortion"), the further part of its projection on the span of every reference's delays (interference)
-/// and the rest (artifacts). SIR is target over interference and tells how much of the other sources an output still
-/// holds, even where a codec's waveform error (an artifact) dominates SI-SDR.
+/// The definitions are the BSS Eval toolbox's (Vincent, Gribonval and Févotte 2006). An estimate is split into its
+/// projection on the span of its own reference delayed by 0 … L−1 samples (the target, "allowed distortion"), the
+/// further part of its projection on the span of every reference's delays (interference) and the rest (artifacts).
+/// SIR is target over interference and tells how much of the other sources an output still holds, even where a
+/// codec's waveform error (an artifact) dominates SI-SDR.
 ///
 /// The scorer factors the references' Gram matrix once, so scoring several estimates (outputs, the mixture) against
 /// the same references costs one solve each.
 public struct BSSEval: Sendable {
-    /// The three criteria in dB, each capped to ±`cap` like the other separation metrics.
+    /// The criteria of one estimate in dB, each capped to ±`cap` like the other separation metrics.
     public struct Criteria: Sendable, Equatable {
+        /// Target over interference plus artifacts; −`cap` for a silent estimate.
         public var sdr: Double
-        public var sir: Double
-        public var sar: Double
+        /// Target over interference; nil for a silent estimate, or when no other reference is audible (there is
+        /// nothing to interfere).
+        public var sir: Double?
+        /// Target plus interference over artifacts; nil for a silent estimate.
+        public var sar: Double?
     }
 
     /// The distortion filter length in samples that BSS Eval v3 and mir_eval use.
     public static let defaultFilterLength = 512
     /// Scores above this (dB) are reported as this value, as in `SeparationMetrics`.
     public static let cap = 100.0
+    /// The largest FFT the scorer runs (2^24: 6.3 min at 44.1 kHz). Longer inputs are not scored, since memory grows
+    /// with the length (a few arrays of this many doubles per reference).
+    public static let maxFFTSize = 1 << 24
 
-    let filterLength: Int
-    let length: Int
-    let fftSize: Int
+    private let filterLength: Int
+    private let length: Int
+    private let fftSize: Int
     /// Index into `spectra` / the Gram blocks of each reference, or nil for a silent one (it spans nothing).
-    let slot: [Int?]
-    /// The references' spectra (zero-padded to `fftSize`), interleaved re/im, one per non-silent reference.
-    let spectra: [[Double]]
+    private let slot: [Int?]
+    /// The spectra (zero-padded to `fftSize`, interleaved re/im) of the non-silent references scaled to unit energy.
+    /// Scaling leaves every span, and so every criterion, unchanged; it makes the diagonal load of `cholesky` the
+    /// same small fraction of each reference's energy, so a quiet reference is not drowned by the load.
+    private let spectra: [[Double]]
     /// The Cholesky factor (lower, column-major) of the Gram matrix of every non-silent reference's delays.
-    let allFactor: [Double]
+    private let allFactor: [Double]
     /// The Cholesky factor of each non-silent reference's own block.
-    let ownFactors: [[Double]]
+    private let ownFactors: [[Double]]
 
-    /// Prepares scoring against `references` (equal lengths are not required: the shortest signal sets the length).
-    /// Returns nil when every reference is silent or shorter than the filter.
+    /// Prepares scoring against `references` (the shortest sets the length). Returns nil when every reference is
+    /// silent, shorter than the filter, or longer than `maxFFTSize` allows.
     public init?(references: [[Float]], filterLength: Int = BSSEval.defaultFilterLength) {
         guard filterLength >= 1, let n = references.map(\.count).min(), n >= filterLength else { return nil }
         self.filterLength = filterLength
         self.length = n
         var size = 1
         while size < n + filterLength - 1 { size <<= 1 }
+        guard size <= Self.maxFFTSize else { return nil }
         self.fftSize = size
         var slot: [Int?] = []
         var spectra: [[Double]] = []
@@ -53,7 +63,7 @@ public struct BSSEval: Sendable {
             for i in 0..<n { energy += Double(reference[i]) * Double(reference[i]) }
             if energy > 1e-20 {
                 slot.append(spectra.count)
-                spectra.append(Self.spectrum(reference, length: n, fftSize: size))
+                spectra.append(Self.spectrum(reference, length: n, fftSize: size, scale: 1 / energy.squareRoot()))
             } else {
                 slot.append(nil)
             }
@@ -89,15 +99,16 @@ public struct BSSEval: Sendable {
         self.ownFactors = own
     }
 
-    /// The criteria of `estimate` as an estimate of reference `target`; nil when that reference or the estimate is
-    /// silent (there is no target to measure), or `target` is out of range.
-    public func criteria(of estimate: [Float], target: Int) -> Criteria? {
-        guard target >= 0, target < slot.count, let own = slot[target], estimate.count >= length else { return nil }
+    /// The criteria of `estimate` as an estimate of each reference, in reference order; nil for a silent reference.
+    /// Samples past the estimate's end count as zero, and past the references' length are not scored.
+    public func criteria(of estimate: [Float]) -> [Criteria?] {
         var energy = 0.0
-        for i in 0..<length { energy += Double(estimate[i]) * Double(estimate[i]) }
-        guard energy > 1e-20 else { return nil }
+        for i in 0..<min(length, estimate.count) { energy += Double(estimate[i]) * Double(estimate[i]) }
+        guard energy > 1e-20 else {
+            return slot.map { $0 == nil ? nil : Criteria(sdr: -Self.cap, sir: nil, sar: nil) }
+        }
         let l = filterLength, k = spectra.count
-        let e = Self.spectrum(estimate, length: length, fftSize: fftSize)
+        let e = Self.spectrum(estimate, length: length, fftSize: fftSize, scale: 1)
         // D[(a, τ)] = Σ_u s_a(u − τ) e(u) = c_ea(τ), τ = 0 … L−1.
         var rhs = [Double](repeating: 0, count: k * l)
         for a in 0..<k {
@@ -106,27 +117,32 @@ public struct BSSEval: Sendable {
         }
         // The squared norm of an orthogonal projection is Dᵀ G⁻¹ D; both spans are nested, so the interference and
         // artifact energies are differences of these and the projections themselves are never formed.
-        let targetEnergy = Self.projectedEnergy(factor: ownFactors[own], order: l, rhs: Array(rhs[own * l..<(own + 1) * l]))
-        let allEnergy = Self.projectedEnergy(factor: allFactor, order: k * l, rhs: rhs)
-        let projected = min(max(targetEnergy, 0), energy)
-        let spanned = min(max(allEnergy, projected), energy)
+        let spanned = min(max(Self.projectedEnergy(factor: allFactor, order: k * l, rhs: rhs), 0), energy)
         func ratio(_ num: Double, _ den: Double) -> Double {
             guard num > 0 else { return -Self.cap }
             guard den > 0 else { return Self.cap }
             return min(max(10 * log10(num / den), -Self.cap), Self.cap)
         }
-        return Criteria(sdr: ratio(projected, energy - projected), sir: ratio(projected, spanned - projected),
-                        sar: ratio(spanned, energy - spanned))
+        return slot.map { own in
+            guard let own else { return nil }
+            let part = Array(rhs[own * l..<(own + 1) * l])
+            let projected = min(max(Self.projectedEnergy(factor: ownFactors[own], order: l, rhs: part), 0), spanned)
+            return Criteria(sdr: ratio(projected, energy - projected),
+                            sir: k > 1 ? ratio(projected, spanned - projected) : nil,
+                            sar: ratio(spanned, energy - spanned))
+        }
     }
 
-    /// The zero-padded real FFT of the first `length` samples, as interleaved re/im pairs of the `fftSize/2 + 1` bins.
-    static func spectrum(_ x: [Float], length: Int, fftSize: Int) -> [Double] {
+    /// The zero-padded real FFT of the first `length` samples times `scale`, as interleaved re/im pairs of the
+    /// `fftSize/2 + 1` bins.
+    static func spectrum(_ x: [Float], length: Int, fftSize: Int, scale: Double) -> [Double] {
         let bins = fftSize / 2 + 1
         guard let input = fftw_alloc_real(fftSize), let output = fftw_alloc_complex(bins) else {
             fatalError("fftw_malloc failed: out of memory")
         }
         defer { fftw_free(input); fftw_free(output) }
-        for i in 0..<fftSize { input[i] = i < length ? Double(x[i]) : 0 }
+        let count = min(length, x.count)
+        for i in 0..<fftSize { input[i] = i < count ? scale * Double(x[i]) : 0 }
         let plan = DoubleFFTPlans.shared.forward(size: fftSize, input: input, output: output)
         fftw_execute_dft_r2c(plan, input, output)
         var result = [Double](repeating: 0, count: 2 * bins)
@@ -161,15 +177,16 @@ public struct BSSEval: Sendable {
 
     /// The lower Cholesky factor of a symmetric positive semi-definite matrix (column-major). Delayed copies of a
     /// band-limited signal are nearly dependent, so the Gram matrix can be singular to working precision: a
-    /// diagonal load (from 1e-10 of the mean diagonal, raised until the factorisation succeeds) keeps it definite,
-    /// and only removes directions along which the references hold next to no energy.
+    /// diagonal load of 1e-10 of the mean diagonal (each reference has unit energy, so of each one's energy; raised
+    /// to at most 1e-6 if the factorisation still fails) keeps it definite, and only removes directions along which
+    /// the references hold next to no energy.
     static func cholesky(_ matrix: [Double], order: Int) -> [Double]? {
         var trace = 0.0
         for i in 0..<order { trace += matrix[i * order + i] }
         let mean = trace / Double(order)
         guard mean > 0 else { return nil }
         var load = 1e-10
-        while load <= 1e-2 {
+        while load <= 1e-6 {
             var a = matrix
             for i in 0..<order { a[i * order + i] += load * mean }
             var n = Int32(order), lda = Int32(order), info: Int32 = 0

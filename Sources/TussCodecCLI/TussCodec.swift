@@ -541,7 +541,9 @@ struct Eval: ComputeCommand {
     static let configuration = CommandConfiguration(
         abstract: "Separate every mixture of a manifest and score the outputs (SI-SDR, SI-SDRi, SDR, mel, SIR, SAR).",
         discussion: """
-            Repeated prompts are scored permutation-invariantly. Scores are capped at ±100 dB. SIR and SAR are BSS Eval's             (512-tap distortion filters, as mir_eval): SIR tells how much of the other sources an output holds, SAR             its artifacts, which include a codec's waveform error.
+            Repeated prompts are scored permutation-invariantly. Scores are capped at ±100 dB. SIR and SAR are \
+            BSS Eval's (512-tap distortion filters, as mir_eval): SIR tells how much of the other sources an \
+            output holds, SAR its artifacts, which include a codec's waveform error.
             """)
 
     @Option(help: "The manifest: a JSON array of {task, item, mixture, prompts, references}, paths relative to it.")

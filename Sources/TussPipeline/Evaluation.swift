@@ -89,16 +89,17 @@ public enum Evaluation {
             let ref = references.map { $0[min(c, $0.count - 1)] }
             if c == 0 { order = SeparationMetrics.bestAssignment(prompts: item.prompts, estimates: est, references: ref) }
             let bss = BSSEval(references: ref)
+            let mixtureSIR = bss?.criteria(of: mixture[c]).map { $0?.sir }
             for i in 0..<item.prompts.count {
                 let e = est[order[i]]
-                let criteria = bss?.criteria(of: e, target: i)
+                let criteria = bss.flatMap { $0.criteria(of: e)[i] }
                 let values = [SeparationMetrics.siSDR(estimate: e, reference: ref[i]),
                               SeparationMetrics.siSDR(estimate: mixture[c], reference: ref[i]),
                               nil, SeparationMetrics.sdr(estimate: e, reference: ref[i]),
                               MelDistance.distance(estimate: e, reference: ref[i], sampleRate: sampleRate),
                               MelDistance.distance(estimate: mixture[c], reference: ref[i], sampleRate: sampleRate),
                               criteria?.sdr, criteria?.sir, criteria?.sar,
-                              bss?.criteria(of: mixture[c], target: i)?.sir]
+                              mixtureSIR?[i] ?? nil]
                 for (k, v) in values.enumerated() { if let v { sums[i][k] += v; counts[i][k] += 1 } }
             }
         }

@@ -83,10 +83,12 @@ def validate(masker, head, codec, items, modes):
         names = [canonical(p) for p in prompts]
         z_mix = quantize(codec, encode_latent(codec, mix[None]), books)[1]
         src_codes, target = quantize(codec, encode_latent(codec, sources), books)
-        est = masker(z_mix, [names])                                           # (1, N, C, T)
+        h = masker.features(z_mix, [names])
+        mask, add = masker.heads_from(h, 1, len(names))
+        est = z_mix[:, None] * mask + (add if add is not None else 0)          # (1, N, C, T), as masker(z_mix, …)
         _, perms = pit_snr_loss(est.flatten(2), target[None].flatten(2), z_mix.flatten(1), [names])
         order = torch.tensor(perms[0])
-        logits = head(masker.features(z_mix, [names]), 1, len(names))[0]      # (N, T, books, S)
+        logits = head(h, 1, len(names))[0]                                      # (N, T, books, S)
         picked = logits.argmax(-1).permute(0, 2, 1)                            # (N, books, T)
         correct += (picked == src_codes[order][:, :head.books]).float().mean(-1).sum(0)
         total += len(names)
@@ -148,9 +150,10 @@ def main(argv=None):
     head = CodeHead(masker.config["d_model"], args.books, size)
     if args.trunk_lr == 0:
         masker.requires_grad_(False)
-    groups = [{"params": head.parameters(), "lr": args.lr, "base": args.lr}]
-    groups += [{"params": masker.parameters(), "lr": args.trunk_lr, "base": args.trunk_lr}] if args.trunk_lr > 0 else []
-    opt = torch.optim.AdamW(groups, weight_decay=1e-2)
+    param_groups = [{"params": head.parameters(), "lr": args.lr, "base": args.lr}]
+    if args.trunk_lr > 0:
+        param_groups.append({"params": masker.parameters(), "lr": args.trunk_lr, "base": args.trunk_lr})
+    opt = torch.optim.AdamW(param_groups, weight_decay=1e-2)
     train_sampler, val_sampler = make_sampler(args, "train"), make_sampler(args, "valid")
     val_items = [get_item(val_sampler, i) for i in range(args.val_items)]
     modes = ["continuous"] + [f"hybrid-{k}" for k in sorted({1, 2, args.books}) if k <= args.books]
@@ -183,15 +186,15 @@ def main(argv=None):
         for r in range(1 + args.replay):
             rng = random.Random(args.seed * 1_000_003 + step)
             entries = buffer[-args.batch:] if r == 0 else [buffer[rng.randrange(len(buffer))] for _ in range(args.batch)]
-            groups = {}
+            by_count = {}
             for zm, zs, p in entries:
                 if rng.random() < 0.25:
                     p, zs = prompt_dropout(p, zs, rng)
-                groups.setdefault(len(p), []).append((zm, [canonical(x) for x in p], zs))
+                by_count.setdefault(len(p), []).append((zm, [canonical(x) for x in p], zs))
             opt.zero_grad(set_to_none=True)
             for g in opt.param_groups:
                 g["lr"] = g["base"] * min(1.0, (step + 1) / max(1, args.warmup))
-            for n, grp in groups.items():
+            for n, grp in by_count.items():
                 z_mix = quantize(codec, torch.stack([g[0] for g in grp]), books)[1]
                 zs = torch.stack([g[2] for g in grp])
                 codes, target = quantize(codec, zs.flatten(0, 1), books)
