@@ -250,6 +250,9 @@ final class CodecSeparationCLITests: XCTestCase {
         let scores = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [[String: Any]] ?? []
         XCTAssertEqual(scores.compactMap { $0["path"] as? String }, ["spectral", "spectral", "spectral", "spectral", "codec", "codec", "codec", "codec"])
         XCTAssertEqual(scores.filter { $0["si_sdr_improvement"] is Double }.count, 8)
+        // BSS Eval's SIR gain of every output, mono and stereo, and both paths' mean in the comparison.
+        XCTAssertEqual(scores.filter { $0["sir_improvement"] is Double }.count, 8)
+        XCTAssertTrue(r.out.contains("codec SIRi"), r.out)
         let codecOnly = try runTool(["eval", "--manifest", manifest, "--path", "codec", "--codec", codec, "--masker", masker, "--quiet"])
         XCTAssertEqual(codecOnly.status, 0, codecOnly.err)
         XCTAssertTrue(codecOnly.out.contains("se     sfx-mix"), codecOnly.out)
