@@ -49,6 +49,7 @@ if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
 from codec.train_codec import SpectralLosses  # noqa: E402
+from eval.bss_eval import BSSEval  # noqa: E402
 from masker.codec_tools import (encode_latent, load_codec, quantize, requantize, silence_latent,  # noqa: E402
                                  write_random_codec)
 from masker.model import (PROMPTS, LatentMasker, canonical, default_config, export, grow_from,  # noqa: E402
@@ -63,7 +64,8 @@ DEFAULT_EXPORT = REPO / "Models" / "codec-masker" / "model.safetensors"
 DEFAULT_LOG = REPO / "Models" / "codec-masker" / "training-log.csv"
 LOG_FIELDS = (["step", "wall_s", "audio_hours", "train_loss", "lr", "codebooks", "val_latent_snr_mean", "val_sisdri_mean"]
               + [f"val_latent_snr_{p}" for p in PROMPTS] + [f"val_sisdri_{p}" for p in PROMPTS] + ["val_items", "best"]
-              + ["val_mel_gain_mean"] + [f"val_mel_gain_{p}" for p in PROMPTS])
+              + ["val_mel_gain_mean"] + [f"val_mel_gain_{p}" for p in PROMPTS]
+              + ["val_siri_mean"] + [f"val_siri_{p}" for p in PROMPTS])
 
 
 def append_log(path: Path, row: dict):
@@ -153,6 +155,7 @@ def validate(model, codec, val_items, decode: bool):
     snr_per = {p: [] for p in PROMPTS}
     sdr_per = {p: [] for p in PROMPTS}
     mel_per = {p: [] for p in PROMPTS}
+    siri_per = {p: [] for p in PROMPTS}
     for mix, prompts, sources in val_items:
         names = [canonical(p) for p in prompts]
         z_mix = latents(codec, mix[None], books)
@@ -174,6 +177,14 @@ def validate(model, codec, val_items, decode: bool):
                 # The phase-blind figure `tuss-codec eval` reports as "mel gain": how much closer (multi-scale log-mel
                 # L1) the decoded output is to its reference than the mixture is.
                 mel_per[p].append(float(MEL(mix[None], refs[i : i + 1])["mel"] - MEL(audio[i : i + 1], refs[i : i + 1])["mel"]))
+            # BSS Eval SIR gain over the mixture, as `tuss-codec eval` reports it: how much of the other sources the
+            # output no longer holds, which the codec's waveform error (SI-SDR's main term here) does not enter.
+            scorer = BSSEval(refs.numpy())
+            mix_scores = scorer.criteria(mix.numpy())
+            for i, p in enumerate(names):
+                out, base = scorer.criteria(audio[i].numpy())[i], mix_scores[i]
+                if out and base and out[1] is not None and base[1] is not None:
+                    siri_per[p].append(out[1] - base[1])
     model.train()
 
     def summary(per, key):
@@ -183,7 +194,8 @@ def validate(model, codec, val_items, decode: bool):
         return out
 
     return (summary(snr_per, "val_latent_snr") | (summary(sdr_per, "val_sisdri") if decode else {})
-            | (summary(mel_per, "val_mel_gain") if decode else {}) | {"val_items": len(val_items)})
+            | (summary(mel_per, "val_mel_gain") if decode else {}) | (summary(siri_per, "val_siri") if decode else {})
+            | {"val_items": len(val_items)})
 
 
 def masker_lr(step, args):
@@ -403,7 +415,8 @@ def main(argv=None):
                               "best": int(improved), **metrics})
         save_latest()
         print(f"[val] step {state['step']} latent SNR {metrics['val_latent_snr_mean']} dB, decoded SI-SDRi "
-              f"{metrics.get('val_sisdri_mean', 'n/a')} dB {'(best)' if improved else ''}", flush=True)
+              f"{metrics.get('val_sisdri_mean', 'n/a')} dB, SIRi {metrics.get('val_siri_mean', 'n/a')} dB "
+              f"{'(best)' if improved else ''}", flush=True)
 
     if state["step"] == 0:
         run_validation(float("nan"), n_books)

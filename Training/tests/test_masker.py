@@ -145,6 +145,12 @@ def test_synthetic_smoke_training(tmp_path, extra):
         assert len(model.config["codec"]["sha256"]) == 64
         assert model.config.get("lookahead", 0) == (2 if "--lookahead" in extra else 0)
         assert (tmp_path / "log.csv").read_text().startswith("step,wall_s,audio_hours,train_loss")
+        import csv
+
+        rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+        # every validation scores the decoded outputs' BSS Eval SIR gain too
+        assert all(row["val_siri_mean"] not in ("", None) for row in rows), rows
+        float(rows[-1]["val_siri_mean"])
     finally:
         import shutil
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
