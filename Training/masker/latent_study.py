@@ -11,7 +11,9 @@ latent closest to each source's latent (session 24: a reference point for a mask
 (per item and per frame) to the norm of their target, and (session 25) for parts of the masker's error added to the
 target alone: its slow and fast parts, white noise of its energy, its frames shuffled, half of it; (session 26) for the
 masker's output restricted to the box between silence's latent and the mixture's (its effective mask clipped to
-[0, 1]) or to one gain per frame along that path, and for the best such gain per frame. ~10 min on one core.
+[0, 1]) or to one gain per frame along that path, and for the best such gain per frame; (session 27) BSS Eval SIR
+gain over the mixture (how much of the other sources an output no longer holds) for the codec-oracle, the oracle mask
+and the masker's outputs. ~12 min on one core.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ if str(TRAINING) not in sys.path:
     sys.path.insert(0, str(TRAINING))
 
 from masker.codec_tools import encode_latent, load_codec, quantize, requantize, silence_latent  # noqa: E402
+from eval.bss_eval import BSSEval  # noqa: E402
 from masker.train_masker import oracle_masked  # noqa: E402
 from masker.model import canonical, load_exported  # noqa: E402
 from tuss.train import get_item, make_sampler, pit_snr_loss, si_sdr, wait_for_index  # noqa: E402
@@ -83,10 +86,25 @@ def main(argv=None):
             mixture_score = si_sdr(mix[None].expand_as(sources), sources)
             add("mixture's SI-SDR against each source (dB, for scale)", mixture_score.numpy())
 
-            def decoded_gain(latents, refs=sources):
+            def decoded(latents):
                 audio = codec.decode(requantize(codec, latents, books)[1])[:, 0, :length]
-                audio = torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
-                return (si_sdr(audio, refs) - si_sdr(mix[None].expand_as(refs), refs)).numpy()
+                return torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
+
+            def decoded_gain(latents, refs=sources):
+                return (si_sdr(decoded(latents), refs) - si_sdr(mix[None].expand_as(refs), refs)).numpy()
+
+            def decoded_sir_gain(latents, refs=sources):
+                """BSS Eval SIR of each decoded output (against all references) minus the mixture's."""
+                scorer = BSSEval(refs.numpy())
+                audio, base = decoded(latents), scorer.criteria(mix.numpy())
+                gains = []
+                for i, row in enumerate(audio):
+                    out = scorer.criteria(row.numpy())[i]
+                    if out and base[i] and out[1] is not None and base[i][1] is not None:
+                        gains.append(out[1] - base[i][1])
+                return gains
+
+            add("each source's own codes (codec-oracle): SIRi (dB)", decoded_sir_gain(z_src))
 
             for a in (0.0, 0.25, 0.5, 0.75, 1.0):
                 est = z_src + a * (z_mix - z_src)
@@ -102,6 +120,7 @@ def main(argv=None):
             oracle = oracle_masked(z_src[None], z_mix, centre[:, 0])[0]
             add("oracle mask around silence's latent, in [0, 1]: latent SNR (dB)", [snr_db(t, e) for t, e in zip(z_src, oracle)])
             add("oracle mask around silence's latent, in [0, 1]: SI-SDRi (dB)", decoded_gain(oracle))
+            add("oracle mask around silence's latent, in [0, 1]: SIRi (dB)", decoded_sir_gain(oracle))
             if masker is None:
                 continue
             names = [canonical(p) for p in prompts]
@@ -112,6 +131,7 @@ def main(argv=None):
             add("masker: latent SNR (dB)", [snr_db(t, e) for t, e in zip(target, est)])
             add("masker: output norm / target norm", (est.norm(dim=(1, 2)) / target.norm(dim=(1, 2))).numpy())
             add("masker: SI-SDRi (dB)", decoded_gain(est, refs))
+            add("masker: SIRi (dB)", decoded_sir_gain(est, refs))
             add("masker rescaled per item to the target's norm: SI-SDRi (dB)",
                 decoded_gain(est * target.norm(dim=(1, 2), keepdim=True) / est.norm(dim=(1, 2), keepdim=True), refs))
             add("masker rescaled per frame to the target's norm: SI-SDRi (dB)",
@@ -137,6 +157,7 @@ def main(argv=None):
             boxed = centre + ((est - centre) / safe).clamp(0, 1) * offset
             add("masker, effective mask clipped to [0, 1]: latent SNR (dB)", [snr_db(t, e) for t, e in zip(target, boxed)])
             add("masker, effective mask clipped to [0, 1]: SI-SDRi (dB)", decoded_gain(boxed, refs))
+            add("masker, effective mask clipped to [0, 1]: SIRi (dB)", decoded_sir_gain(boxed, refs))
 
             def frame_gain(latents):
                 a = ((latents - centre) * offset).sum(1, keepdim=True) / offset.pow(2).sum(1, keepdim=True).clamp_min(1e-9)
