@@ -47,7 +47,8 @@ public struct BSSEval: Sendable {
     private let ownFactors: [[Double]]
 
     /// Prepares scoring against `references` (the shortest sets the length). Returns nil when every reference is
-    /// silent, shorter than the filter, or longer than `maxFFTSize` allows.
+    /// silent, shorter than the filter or longer than `maxFFTSize` allows, or when their Gram matrix stays
+    /// indefinite even with the largest diagonal load.
     public init?(references: [[Float]], filterLength: Int = BSSEval.defaultFilterLength) {
         guard filterLength >= 1, let n = references.map(\.count).min(), n >= filterLength else { return nil }
         self.filterLength = filterLength
@@ -135,7 +136,7 @@ public struct BSSEval: Sendable {
 
     /// The zero-padded real FFT of the first `length` samples times `scale`, as interleaved re/im pairs of the
     /// `fftSize/2 + 1` bins.
-    static func spectrum(_ x: [Float], length: Int, fftSize: Int, scale: Double) -> [Double] {
+    private static func spectrum(_ x: [Float], length: Int, fftSize: Int, scale: Double) -> [Double] {
         let bins = fftSize / 2 + 1
         guard let input = fftw_alloc_real(fftSize), let output = fftw_alloc_complex(bins) else {
             fatalError("fftw_malloc failed: out of memory")
@@ -154,7 +155,7 @@ public struct BSSEval: Sendable {
 
     /// c(k) = Σ_u x(u + k) y(u) for k = −(lags−1) … lags−1, at index k + lags − 1. The FFT size holds the signal
     /// plus the lags, so the circular correlation equals the linear one there.
-    static func correlation(_ x: [Double], _ y: [Double], fftSize: Int, lags: Int) -> [Double] {
+    private static func correlation(_ x: [Double], _ y: [Double], fftSize: Int, lags: Int) -> [Double] {
         let bins = fftSize / 2 + 1
         guard let product = fftw_alloc_complex(bins), let output = fftw_alloc_real(fftSize) else {
             fatalError("fftw_malloc failed: out of memory")
@@ -180,7 +181,7 @@ public struct BSSEval: Sendable {
     /// diagonal load of 1e-10 of the mean diagonal (each reference has unit energy, so of each one's energy; raised
     /// to at most 1e-6 if the factorisation still fails) keeps it definite, and only removes directions along which
     /// the references hold next to no energy.
-    static func cholesky(_ matrix: [Double], order: Int) -> [Double]? {
+    private static func cholesky(_ matrix: [Double], order: Int) -> [Double]? {
         var trace = 0.0
         for i in 0..<order { trace += matrix[i * order + i] }
         let mean = trace / Double(order)
@@ -199,7 +200,7 @@ public struct BSSEval: Sendable {
     }
 
     /// Dᵀ G⁻¹ D for the factor of G.
-    static func projectedEnergy(factor: [Double], order: Int, rhs: [Double]) -> Double {
+    private static func projectedEnergy(factor: [Double], order: Int, rhs: [Double]) -> Double {
         var x = rhs
         var n = Int32(order), nrhs: Int32 = 1, lda = Int32(order), ldb = Int32(order), info: Int32 = 0
         var uplo = CChar(UInt8(ascii: "L"))

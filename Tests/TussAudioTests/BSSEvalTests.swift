@@ -65,6 +65,8 @@ final class BSSEvalTests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(scores[0]?.sir), 60)
         let silent = scorer.criteria(of: [Float](repeating: 0, count: refs[0].count))
         XCTAssertEqual(silent[0], BSSEval.Criteria(sdr: -BSSEval.cap, sir: nil, sar: nil))
+        // A diverged model's NaN output scores like silence instead of poisoning the means.
+        XCTAssertEqual(scorer.criteria(of: [Float](repeating: .nan, count: refs[0].count))[0], silent[0])
         XCTAssertNil(silent[1])
         let alone = try XCTUnwrap(BSSEval(references: [refs[2]]))
         let c = try XCTUnwrap(alone.criteria(of: mix([(1, refs[2]), (0.3, refs[0])]))[0])

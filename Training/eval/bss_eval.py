@@ -5,6 +5,9 @@ The same computation as the engine's `BSSEval` (Sources/TussAudio/BSSEval.swift)
 from FFT correlations in float64, a Cholesky factor with a diagonal load of 1e-10 of its mean diagonal, and the
 criteria from the energies of the nested projections (never forming them). The definitions are mir_eval's
 `bss_eval_sources`; Training/tests/test_bss_eval.py checks the committed fixture made with it.
+
+Where the engine returns nil (every reference silent, references shorter than the filter, a Gram matrix that stays
+indefinite), this raises ValueError; it has no length limit (the recipes score seconds, not songs).
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ class BSSEval:
     """Scores estimates against fixed references; `criteria(estimate)` gives one (sdr, sir, sar) per reference."""
 
     def __init__(self, references, filter_length: int = 512):
-        refs = np.asarray(references, dtype=np.float64)
-        self.n = refs.shape[1]
+        n = min(len(r) for r in references)                      # the shortest sets the length, as in the engine
+        refs = np.stack([np.asarray(r, dtype=np.float64)[:n] for r in references])
+        self.n = n
         self.length = filter_length
         if self.n < filter_length:
             raise ValueError(f"references of {self.n} samples are shorter than the {filter_length}-tap filter")
@@ -80,7 +84,7 @@ class BSSEval:
         given = np.asarray(estimate, dtype=np.float64)[: self.n]
         est[: len(given)] = given
         energy = float((est**2).sum())
-        if energy <= 1e-20:
+        if not np.isfinite(energy) or energy <= 1e-20:          # NaN scores as silent, as in the engine
             return [None if s is None else (-CAP, None, None) for s in self.slot]
         e = np.fft.rfft(est, self.fft)
         l, k = self.length, len(self.spectra)

@@ -8,8 +8,9 @@ unsure which source a part of the mixture belongs to, the mean blends the candid
 blend hold a bit of each: interference (BSS Eval SIR shows the shipped masker removes only 2-6 dB of it, where each
 source's own codes would remove 25-27; docs/results.md, session 27). A classifier picks the most likely code instead
 of the average. This script adds a linear `code_head` (D -> books x codebook size) to a trained masker's frame
-features, trains trunk and head with cross-entropy against each source's own codes (what `encode` gives the source
-alone) plus the recipe's latent loss (so the continuous output stays usable), and validates on the recipe's 32
+features and trains it with cross-entropy against each source's own codes (what `encode` gives the source alone);
+unless --trunk-lr 0 it trains the masker too, with the recipe's latent loss kept (so the continuous output stays
+usable). It validates on the recipe's 32
 `valid` mixtures in several decode modes:
 
     continuous   the masker's output back to codes (`requantize`), as the engine runs it today

@@ -179,7 +179,10 @@ def validate(model, codec, val_items, decode: bool):
                 mel_per[p].append(float(MEL(mix[None], refs[i : i + 1])["mel"] - MEL(audio[i : i + 1], refs[i : i + 1])["mel"]))
             # BSS Eval SIR gain over the mixture, as `tuss-codec eval` reports it: how much of the other sources the
             # output no longer holds, which the codec's waveform error (SI-SDR's main term here) does not enter.
-            scorer = BSSEval(refs.numpy())
+            try:
+                scorer = BSSEval(refs.numpy())
+            except ValueError:                  # all references silent, or shorter than the 512-tap filter
+                continue
             mix_scores = scorer.criteria(mix.numpy())
             for i, p in enumerate(names):
                 out, base = scorer.criteria(audio[i].numpy())[i], mix_scores[i]

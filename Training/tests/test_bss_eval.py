@@ -45,4 +45,5 @@ def test_scale_silence_and_one_reference():
     silent_ref[1] = 0
     assert BSSEval(silent_ref).criteria(est)[1] is None
     assert BSSEval(refs).criteria(np.zeros(16000))[0] == (-100.0, None, None)
+    assert BSSEval(refs).criteria(np.full(16000, np.nan))[0] == (-100.0, None, None)    # a diverged model's output
     assert BSSEval(refs[2:]).criteria(est)[0][1] is None
