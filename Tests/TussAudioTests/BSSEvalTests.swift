@@ -74,6 +74,9 @@ final class BSSEvalTests: XCTestCase {
         XCTAssertLessThan(try XCTUnwrap(c.sar), 20)
         XCTAssertNil(BSSEval(references: [[Float](repeating: 0, count: 1000)]))
         XCTAssertNil(BSSEval(references: [[Float](repeating: 1, count: 100)]), "shorter than the filter")
+        // The longest input scored: its FFT (signal plus filter lags) must fit in maxFFTSize points.
+        let longest = BSSEval.maxFFTSize - BSSEval.defaultFilterLength + 1
+        XCTAssertNil(BSSEval(references: [[Float](repeating: 0.1, count: longest + 1)]), "longer than the FFT cap")
     }
 
     /// Scores do not depend on how loud each reference is (a span does not change with scale), even when one is

@@ -90,25 +90,32 @@ def main(argv=None):
                 audio = codec.decode(requantize(codec, latents, books)[1])[:, 0, :length]
                 return torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
 
-            def decoded_gain(latents, refs=sources):
-                return (si_sdr(decoded(latents), refs) - si_sdr(mix[None].expand_as(refs), refs)).numpy()
+            # One scorer per item serves every SIR row: its Gram factorisation depends only on the sources.
+            scorer = BSSEval(sources.numpy())
+            mix_scores = scorer.criteria(mix.numpy())
 
-            def decoded_sir_gain(latents, refs=sources):
-                """BSS Eval SIR of each decoded output (against all references) minus the mixture's."""
-                scorer = BSSEval(refs.numpy())
-                audio, base = decoded(latents), scorer.criteria(mix.numpy())
-                gains = []
+            def decoded_gain(latents, refs=sources, order=None, sir=False):
+                """Decoded SI-SDRi of each output (output i against refs[i]); with `sir`, also the list of BSS Eval
+                SIR gains over the mixture (output i against source order[i], all sources interfering), from the
+                same decode."""
+                audio = decoded(latents)
+                gains = (si_sdr(audio, refs) - si_sdr(mix[None].expand_as(refs), refs)).numpy()
+                if not sir:
+                    return gains
+                sir_gains = []
                 for i, row in enumerate(audio):
-                    out = scorer.criteria(row.numpy())[i]
-                    if out and base[i] and out[1] is not None and base[i][1] is not None:
-                        gains.append(out[1] - base[i][1])
-                return gains
+                    j = i if order is None else int(order[i])
+                    out, base = scorer.criteria(row.numpy())[j], mix_scores[j]
+                    if out and base and out[1] is not None and base[1] is not None:
+                        sir_gains.append(out[1] - base[1])
+                return gains, sir_gains
 
-            add("each source's own codes (codec-oracle): SIRi (dB)", decoded_sir_gain(z_src))
+            own_codes, own_codes_sir = decoded_gain(z_src, sir=True)
+            add("each source's own codes (codec-oracle): SIRi (dB)", own_codes_sir)
 
             for a in (0.0, 0.25, 0.5, 0.75, 1.0):
                 est = z_src + a * (z_mix - z_src)
-                add(f"path a={a}: SI-SDRi (dB)", decoded_gain(est))
+                add(f"path a={a}: SI-SDRi (dB)", own_codes if a == 0.0 else decoded_gain(est))
                 if a > 0:
                     add(f"path a={a}: latent SNR (dB)", [snr_db(t, e) for t, e in zip(z_src, est)])
             for snr in (0, 3, 6, 10):
@@ -119,8 +126,9 @@ def main(argv=None):
             # clipped to [0, 1] per channel and frame (a mask that could also exceed 1 or go negative would be exact).
             oracle = oracle_masked(z_src[None], z_mix, centre[:, 0])[0]
             add("oracle mask around silence's latent, in [0, 1]: latent SNR (dB)", [snr_db(t, e) for t, e in zip(z_src, oracle)])
-            add("oracle mask around silence's latent, in [0, 1]: SI-SDRi (dB)", decoded_gain(oracle))
-            add("oracle mask around silence's latent, in [0, 1]: SIRi (dB)", decoded_sir_gain(oracle))
+            oracle_gain, oracle_sir = decoded_gain(oracle, sir=True)
+            add("oracle mask around silence's latent, in [0, 1]: SI-SDRi (dB)", oracle_gain)
+            add("oracle mask around silence's latent, in [0, 1]: SIRi (dB)", oracle_sir)
             if masker is None:
                 continue
             names = [canonical(p) for p in prompts]
@@ -130,8 +138,9 @@ def main(argv=None):
             est, target, refs = est[0], z_src[order], sources[order]
             add("masker: latent SNR (dB)", [snr_db(t, e) for t, e in zip(target, est)])
             add("masker: output norm / target norm", (est.norm(dim=(1, 2)) / target.norm(dim=(1, 2))).numpy())
-            add("masker: SI-SDRi (dB)", decoded_gain(est, refs))
-            add("masker: SIRi (dB)", decoded_sir_gain(est, refs))
+            masker_gain, masker_sir = decoded_gain(est, refs, order, sir=True)
+            add("masker: SI-SDRi (dB)", masker_gain)
+            add("masker: SIRi (dB)", masker_sir)
             add("masker rescaled per item to the target's norm: SI-SDRi (dB)",
                 decoded_gain(est * target.norm(dim=(1, 2), keepdim=True) / est.norm(dim=(1, 2), keepdim=True), refs))
             add("masker rescaled per frame to the target's norm: SI-SDRi (dB)",
@@ -156,8 +165,9 @@ def main(argv=None):
             safe = torch.where(offset.abs() < 1e-6, torch.full_like(offset, 1e-6), offset)
             boxed = centre + ((est - centre) / safe).clamp(0, 1) * offset
             add("masker, effective mask clipped to [0, 1]: latent SNR (dB)", [snr_db(t, e) for t, e in zip(target, boxed)])
-            add("masker, effective mask clipped to [0, 1]: SI-SDRi (dB)", decoded_gain(boxed, refs))
-            add("masker, effective mask clipped to [0, 1]: SIRi (dB)", decoded_sir_gain(boxed, refs))
+            boxed_gain, boxed_sir = decoded_gain(boxed, refs, order, sir=True)
+            add("masker, effective mask clipped to [0, 1]: SI-SDRi (dB)", boxed_gain)
+            add("masker, effective mask clipped to [0, 1]: SIRi (dB)", boxed_sir)
 
             def frame_gain(latents):
                 a = ((latents - centre) * offset).sum(1, keepdim=True) / offset.pow(2).sum(1, keepdim=True).clamp_min(1e-9)
