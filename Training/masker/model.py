@@ -250,6 +250,61 @@ def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
     return load_grown(model, donor, lambda name: name.endswith(outputs) or name.startswith(fresh))
 
 
+def widen(donor: LatentMasker, factor: int, seed: int = 0) -> LatentMasker:
+    """The masker `factor` times as wide (D, heads and FFN) that computes exactly the donor's function.
+
+    Every width-D vector of the wide masker holds `factor` copies of the donor's (each hidden unit and each attention
+    head is repeated; the head size stays), which LayerNorm keeps as they are (copies leave the mean and variance
+    unchanged). A weight that reads copied units splits the donor's weight among the copies with random shares that
+    sum to one, so every output is unchanged, while the copies downstream receive different gradients and can grow
+    apart in training (equal halves would keep them identical forever).
+    Why: a masker trained at D 128 gates whole frames more than it shapes channels (docs/results.md, session 28), and
+    a wider one started from scratch would spend a session relearning what the donor knows.
+    """
+    if factor < 1:
+        raise ValueError(f"widen by a factor of at least 1, not {factor}")
+    cfg = donor.config
+    config = dict(cfg, d_model=cfg["d_model"] * factor, heads=cfg["heads"] * factor, ffn=cfg["ffn"] * factor)
+    model = LatentMasker(config)
+    gen = torch.Generator().manual_seed(seed)
+    d, f = cfg["d_model"], cfg["ffn"]
+
+    def rows(w, block: int):
+        """Repeats each block of `block` rows `factor` times (a [q | k | v] or [gamma | beta] layout keeps its parts)."""
+        parts = w.split(block, dim=0)
+        return torch.cat([p.repeat((factor,) + (1,) * (w.dim() - 1)) for p in parts], dim=0)
+
+    def cols(w):
+        """Reads copied inputs: the donor's weight split among the copies with random shares summing to one."""
+        shares = torch.rand((factor,) + tuple(w.shape), generator=gen, dtype=torch.float64) + 0.5
+        shares = shares / shares.sum(0, keepdim=True)
+        return torch.cat([(w.double() * shares[k]).float() for k in range(factor)], dim=-1)
+
+    state = {}
+    for name, w in donor.state_dict().items():
+        w = w.detach()
+        leaf = name.rsplit(".", 1)[-1]
+        if name in ("start_token",) or name.endswith(("norm.weight", "norm.bias")):
+            state[name] = w.repeat(factor)
+        elif name in ("prompt_embed.weight", "slot_embed.weight"):
+            state[name] = w.repeat(1, factor)
+        elif name.startswith(("input_proj.", "input_ahead.")):
+            state[name] = rows(w, d)
+        elif name.startswith(("mask_head.", "add_head.")):
+            state[name] = cols(w) if leaf == "weight" else w.clone()
+        elif name.endswith(("attn.qkv.weight", "attn.qkv.bias")) or name.startswith("film."):
+            state[name] = cols(rows(w, d)) if leaf == "weight" else rows(w, d)
+        elif name.endswith(("attn.out.weight", "attn.out.bias", "ffn.in.weight", "ffn.in.bias")):
+            state[name] = cols(rows(w, w.shape[0])) if leaf == "weight" else rows(w, w.shape[0])
+        elif name.endswith(("ffn.out.weight", "ffn.out.bias")):
+            state[name] = cols(rows(w, d)) if leaf == "weight" else rows(w, d)
+        else:
+            raise ValueError(f"widen does not know how to widen {name}")
+    model.load_state_dict(state, strict=True)
+    model.set_centre(donor.centre)
+    return model
+
+
 def centre_fold(centre, mask_weight, mask_bias):
     """The additive head (weight, bias; float64) that carries a centre c: c + m * (z - c) = z * m + (c - c * m), and
     with m = W h + b the extra term is (-diag(c) W) h + c (1 - b). `export` adds it, `unfold_centre` takes it out."""

@@ -26,8 +26,8 @@ latent's heavy-tailed channels), plus --decoded-weight x the SNR loss of the dec
 quantised target on a random --decoded-seconds crop (`decoded_loss`; backpropagates through the frozen decoder).
 Validation (fixed valid-split mixtures, all codebooks): latent SNR per prompt (dB) and, through requantisation and
 the codec decoder, SI-SDR improvement of the decoded audio per prompt (what `separate --codes --decode` gives).
-The best model (by decoded SI-SDRi; --select-by latent-snr for the older rule, which runs before session 16 used) is
-exported with the codec's identity to --export.
+The best model (by decoded SI-SDRi; --select-by siri for the BSS Eval SIR gain, latent-snr for the older rule, which
+runs before session 16 used) is exported with the codec's identity to --export.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from eval.bss_eval import BSSEval  # noqa: E402
 from masker.codec_tools import (encode_latent, load_codec, quantize, requantize, silence_latent,  # noqa: E402
                                  write_random_codec)
 from masker.model import (PROMPTS, LatentMasker, canonical, default_config, export, grow_from,  # noqa: E402
-                          load_exported, unfold_centre)
+                          load_exported, unfold_centre, widen)
 from tuss.train import (advance, append_csv, apply_step, atomic_save, get_item, lr_at, make_sampler, pit_snr_loss,  # noqa: E402
                         prompt_dropout, rng_state, set_rng_state, si_sdr, snr_with_zero_refs, wait_for_index)
 
@@ -136,16 +136,58 @@ def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng:
     ref = torch.where(quiet[..., None], torch.zeros_like(ref), ref)
     if kind == "snr":
         return snr_with_zero_refs(out, ref, mix)[0]
+    if kind == "sir":
+        score = spectral_sir(out, ref, mix).clamp(max=30.0)
+    else:
+        score = si_sdr(out, ref).clamp(max=30.0)
     # kind "si-sdr": an SNR loss rewards shrinking an output whose waveform the masker cannot pin down (a quieter
     # wrong waveform has a smaller error), and the decoder turns shrunk latents into worse waveforms; SI-SDR cannot be
-    # raised that way.
-    score = si_sdr(out, ref).clamp(max=30.0)
+    # raised that way. Kind "sir" asks only that the other sources leave the output (`spectral_sir`).
     # Absent sources: the output's energy against the mixture's, in dB, asking for a quiet output (as
     # `snr_with_zero_refs` scores them; computed here because that function returns its per-source losses detached).
     mix_pow = mix.pow(2).sum(-1, keepdim=True)
     silent = 10 * torch.log10(out.pow(2).sum(-1) + 1e-3 * mix_pow + 1e-7) - 10 * torch.log10(mix_pow + 1e-7)
     per = torch.where(quiet, 0.1 * silent, -score)
     return per.mean()
+
+
+def spectral_sir(out, ref, mix, n_fft: int = 512, hop: int = 128, load: float = 1e-6):
+    """Differentiable signal-to-interference ratio (dB) of each output against its reference, (B, N).
+
+    out, ref (B, N, L); mix (B, L). The interferers of output n are the other references and the residual
+    mix − Σ ref (sources whose prompt was dropped, and what the codec does not add up). Per frequency bin of an STFT,
+    each output is fitted by least squares with one complex gain per reference (a filter per reference, as BSS Eval's
+    512-tap distortion filters allow, here as long as the STFT window); SIR = the energy of its own reference's part
+    over that of the interferers' parts, summed over bins. Why: the latent loss and SNR-type losses mix what the
+    codec cannot reproduce with what the masker left in, and on this codec the first dominates; this asks only for
+    the second (the SIR `tuss-codec eval` reports is the same idea with time-domain filters). A diagonal load
+    `load` × the mean reference energy per bin keeps silent references (all-zero rows) solvable.
+    """
+    b, n, length = out.shape
+    refs = torch.cat((ref, (mix - ref.sum(1))[:, None]), dim=1)               # (B, N+1, L)
+    window = torch.hann_window(n_fft, dtype=out.dtype, device=out.device)
+
+    def spec(x):
+        flat = x.reshape(-1, x.shape[-1])
+        return torch.stft(flat, n_fft, hop, window=window, return_complex=True).view(*x.shape[:-1], n_fft // 2 + 1, -1)
+
+    r, o = spec(refs), spec(out)                                              # (B, N+1, F, T'), (B, N, F, T')
+    gram = torch.einsum("bjft,bkft->bfjk", r.conj(), r)                       # (B, F, N+1, N+1): <R_j, R_k>
+    scale = gram.diagonal(dim1=-2, dim2=-1).real.mean(-1)                      # (B, F)
+    eye = torch.eye(n + 1, dtype=gram.dtype, device=gram.device)
+    gram = gram + (load * scale + 1e-12)[..., None, None] * eye
+    rhs = torch.einsum("bjft,bnft->bfjn", r.conj(), o)                         # (B, F, N+1, N)
+    gains = torch.linalg.solve(gram, rhs)                                     # (B, F, N+1, N): gain of ref j in output n
+    own = torch.eye(n + 1, n, dtype=torch.bool, device=out.device)            # ref j = n is output n's own
+    target_gain = torch.where(own, gains, torch.zeros_like(gains))
+    interf_gain = gains - target_gain
+    # Energy of sum_j g_j R_j over the frames is g^H G g (G without the load).
+    plain = gram - (load * scale + 1e-12)[..., None, None] * eye
+
+    def energy(g):
+        return torch.einsum("bfjn,bfjk,bfkn->bn", g.conj(), plain, g).real.clamp_min(0)
+
+    return 10 * torch.log10(energy(target_gain) + 1e-9) - 10 * torch.log10(energy(interf_gain) + 1e-9)
 
 
 @torch.no_grad()
@@ -256,8 +298,9 @@ def main(argv=None):
                     help="weight of the decoded-audio SNR loss (through the frozen decoder; 0: latent loss only)")
     ap.add_argument("--latent-weight", type=float, default=1.0,
                     help="weight of the latent loss (0 with --decoded-weight > 0: the decoded loss alone)")
-    ap.add_argument("--decoded-kind", choices=("snr", "si-sdr"), default="snr",
-                    help="the decoded loss: SNR against the decoded target, or its negative SI-SDR (clamped at 30 dB)")
+    ap.add_argument("--decoded-kind", choices=("snr", "si-sdr", "sir"), default="snr",
+                    help="the decoded loss: SNR against the decoded target, its negative SI-SDR, or its negative "
+                         "signal-to-interference ratio (`spectral_sir`; both clamped at 30 dB)")
     ap.add_argument("--continuous-target", action="store_true",
                     help="latent loss against each source's continuous (encoder) latent instead of its quantised one "
                          "(the latent the encoder's lookup maps to the source's own codes)")
@@ -266,7 +309,7 @@ def main(argv=None):
                          "source (each source's ratio to the mixture, clipped) instead of the source's own latent, "
                          "which no such mask can reach; session 24's latent study decodes that oracle to +2.8 dB "
                          "SI-SDRi on the validation items. Validation still scores against the sources")
-    ap.add_argument("--select-by", choices=("sisdri", "latent-snr"), default="sisdri",
+    ap.add_argument("--select-by", choices=("sisdri", "siri", "latent-snr"), default="sisdri",
                     help="validation figure that picks the exported model (latent-snr when --no-decode-val)")
     ap.add_argument("--decoded-seconds", type=float, default=1.0,
                     help="length of the random crop the decoded loss decodes (the decoder dominates the step cost)")
@@ -286,6 +329,9 @@ def main(argv=None):
                     help="start a new run from an exported masker's weights (fresh optimizer), e.g. to follow a "
                          "codec that was trained further: the latents move a little, the task does not. The donor may "
                          "have fewer --joint-layers/--film-layers than this run: the extra layers start as identities")
+    ap.add_argument("--widen", action="store_true",
+                    help="with --init-from: widen the donor to this run's --d-model (a whole multiple of the donor's; "
+                         "--heads and --ffn the same multiple), keeping its function (masker.model.widen)")
     args = ap.parse_args(argv)
     if args.norm_weight < 0:
         raise SystemExit(f"--norm-weight {args.norm_weight}: pass 0 (off) or a positive weight")
@@ -300,6 +346,10 @@ def main(argv=None):
         raise SystemExit(f"--lookahead {args.lookahead}: pass 0 (causal) or a positive number of frames")
     if args.init_from and args.resume:
         raise SystemExit("--init-from starts a new run; it cannot be combined with --resume")
+    if args.widen and not args.init_from:
+        raise SystemExit("--widen widens the --init-from donor; pass --init-from")
+    if args.select_by == "siri" and args.no_decode_val:
+        raise SystemExit("--select-by siri needs the decoded validation that --no-decode-val skips")
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -326,7 +376,8 @@ def main(argv=None):
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    state = {"step": 0, "audio_seconds": 0.0, "wall_s": 0.0, "best_metric": -float("inf"), "centred": args.centred}
+    state = {"step": 0, "audio_seconds": 0.0, "wall_s": 0.0, "best_metric": -float("inf"), "centred": args.centred,
+             "select_by": args.select_by}
     if args.resume:
         if not latest_path.exists():
             raise SystemExit(f"--resume: {latest_path} not found")
@@ -339,6 +390,11 @@ def main(argv=None):
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         state.update({"centred": False} | ckpt["state"])                 # runs before --centred were not centred
+        if state.get("select_by", "sisdri") != args.select_by:
+            # The best so far was measured in another unit; the next validation starts the new rule's record.
+            print(f"--select-by {args.select_by}: the run selected by {state.get('select_by', 'sisdri')} until now; "
+                  f"its next validation sets the new best", flush=True)
+            state["best_metric"], state["select_by"] = -float("inf"), args.select_by
         set_rng_state(ckpt["rng"])
         print(f"resumed {latest_path} at step {state['step']}", flush=True)
     elif latest_path.exists():
@@ -357,6 +413,15 @@ def main(argv=None):
                 raise SystemExit(f"--centred: {args.init_from} has an additive term beyond a centre folded in on this "
                                  f"codec ({e}); pass --additive too to keep that term")
             print(f"--centred: the centre is taken out of {args.init_from}'s additive head", flush=True)
+        if args.widen:
+            factor = args.d_model // donor.config["d_model"]
+            want = {k: donor.config[k] * factor for k in ("d_model", "heads", "ffn")}
+            if factor < 1 or {"d_model": args.d_model, "heads": args.heads, "ffn": args.ffn} != want:
+                raise SystemExit(f"--widen: --d-model, --heads and --ffn must be one whole multiple of the donor's "
+                                 f"({donor.config['d_model']}, {donor.config['heads']}, {donor.config['ffn']})")
+            donor = widen(donor, factor, seed=args.seed)
+            print(f"--widen: the donor widened {factor}x to D {args.d_model}, {args.heads} heads, FFN {args.ffn}",
+                  flush=True)
         try:
             fresh = grow_from(model, donor)
         except ValueError as e:
@@ -399,7 +464,8 @@ def main(argv=None):
 
     def run_validation(train_loss, books):
         metrics = validate(model, codec, val_items, decode=not args.no_decode_val)
-        key = "val_latent_snr_mean" if args.no_decode_val or args.select_by == "latent-snr" else "val_sisdri_mean"
+        key = ("val_latent_snr_mean" if args.no_decode_val else
+               {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean"}[args.select_by])
         improved = metrics[key] != "" and metrics[key] > state["best_metric"]
         if improved:
             state["best_metric"] = metrics[key]

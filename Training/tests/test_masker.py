@@ -237,7 +237,7 @@ def test_growing_a_masker_keeps_its_function_then_trains_the_new_layers():
         grow_from(LatentMasker(dict(small, d_model=64)), donor)
 
 
-@pytest.mark.parametrize("kind", ["snr", "si-sdr"])
+@pytest.mark.parametrize("kind", ["snr", "si-sdr", "sir"])
 def test_decoded_loss_prefers_the_target_and_reaches_the_masker(kind):
     """The decoded-audio loss scores the target latent best, absent sources do not blow it up, and its gradient
     reaches the masker through the frozen decoder (straight-through requantisation). Uses the shipped codec: a
@@ -565,3 +565,66 @@ def test_code_head_probe_matching_with_no_classified_books_is_requantize(tmp_pat
         assert torch.equal(rest, want[1:])
         other = (want[0] + 1) % tables[0].shape[0]                       # another first code everywhere
         assert not torch.equal(torch.stack(match_rest(tables, z[0] - tables[0][other].t(), 1)), want[1:])
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_widening_keeps_the_function_and_breaks_the_symmetry_of_the_copies(factor):
+    """widen: a masker (lookahead, additive head, centre) widened by 2 or 3 gives the same outputs; the copies of a
+    unit get different gradients (so training can tell them apart); a deeper run then grows from the wide donor."""
+    from masker.model import grow_from, widen
+
+    torch.manual_seed(5)
+    donor = small_model(seed=5, lookahead=2, additive=True)
+    donor.set_centre(torch.randn(12))
+    wide = widen(donor, factor, seed=1)
+    assert (wide.config["d_model"], wide.config["heads"], wide.config["ffn"]) == (16 * factor, 2 * factor, 24 * factor)
+    assert torch.equal(wide.centre, donor.centre)
+    z = torch.randn(2, 12, 25)
+    prompts = [["speech", "speech", "sfx"], ["drums", "bass", "other"]]
+    with torch.no_grad():
+        want, got = donor(z, prompts), wide(z, prompts)
+    assert torch.allclose(got, want, rtol=0, atol=2e-5), float((got - want).abs().max())
+    wide.train()
+    wide(z, prompts).pow(2).mean().backward()
+    grad = wide.joint[0].ffn["in"].weight.grad                       # rows: factor copies of the donor's 24 units
+    copies = grad.split(24, dim=0)
+    assert all(not torch.allclose(copies[0], c) for c in copies[1:])
+    deeper = LatentMasker(dict(wide.config, joint_layers=3))
+    deeper.set_centre(donor.centre)
+    grow_from(deeper, wide)
+    with torch.no_grad():
+        assert torch.allclose(deeper(z, prompts), want, rtol=0, atol=2e-5)
+    with pytest.raises(ValueError, match="at least 1"):
+        widen(donor, 0)
+
+
+def test_spectral_sir_measures_the_other_sources_left_in_an_output():
+    """spectral_sir: an output holding its reference (filtered or not) plus another source at -20 dB scores ~20 dB;
+    a dropped source counts as interference through the residual; noise is not interference; the gradient flows."""
+    from masker.train_masker import spectral_sir
+
+    torch.manual_seed(0)
+    length = 8000
+    refs = torch.randn(1, 2, length)
+    dropped = torch.randn(length)
+    mix = refs.sum(1) + dropped
+    a, b = refs[0, 0], refs[0, 1]
+    delayed = torch.nn.functional.pad(a, (3, 0))[:length] * 0.5 + 0.2 * a    # a short filter of the reference
+    def db(x):
+        return float(10 * torch.log10(x.pow(2).sum()))
+    outs = torch.stack((delayed + 0.1 * b * delayed.norm() / b.norm(),        # the other source 20 dB down
+                        b + 0.1 * dropped * b.norm() / dropped.norm()))[None]  # the dropped source 20 dB down
+    sir = spectral_sir(outs, refs, mix)
+    assert sir.shape == (1, 2)
+    assert abs(float(sir[0, 0]) - 20) < 1.0 and abs(float(sir[0, 1]) - 20) < 1.0, sir
+    clean = spectral_sir(refs.clone(), refs, mix)
+    assert float(clean.min()) > 50, clean
+    # Noise 10 dB down is an artifact, not interference: only its chance projection on the references (3 gains per
+    # bin fitted on 63 frames, ~5 % of its energy) counts, ~23 dB down, where a leak of that energy would score 10.
+    noisy = spectral_sir(refs + 0.3 * torch.randn_like(refs), refs, mix)
+    assert float(noisy.min()) > 20, noisy
+    est = outs.clone().requires_grad_(True)
+    (-spectral_sir(est, refs, mix).sum()).backward()
+    assert float(est.grad.abs().sum()) > 0
+    silent_ref = torch.stack((a, torch.zeros(length)))[None]                  # an absent source stays solvable
+    assert torch.isfinite(spectral_sir(outs, silent_ref, a[None])).all()
