@@ -2,7 +2,7 @@
 how latent errors of each kind decode, on the first 32 `valid` mixtures (3 s, all codebooks, outputs back to codes
 with the engine's matcher, SI-SDRi over the mixture).
 
-    python3 Training/masker/latent_study.py [--masker Models/codec-masker/model.safetensors] [--items 32]
+    python3 Training/masker/latent_study.py [--masker Models/codec-masker/model.safetensors] [--items 32] [--split train]
 
 Rows: the latent SNR of the mixture's latent against the sum of its sources' latents (raw, and with the latent of
 silence taken off every term); decoded SI-SDRi along the straight path from each source's latent to the mixture's
@@ -55,11 +55,15 @@ def main(argv=None):
     ap.add_argument("--masker", type=Path, default=REPO / "Models" / "codec-masker" / "model.safetensors",
                     help="the masker whose outputs are studied, or 'none' (e.g. for a codec no masker was trained on)")
     ap.add_argument("--items", type=int, default=32)
+    ap.add_argument("--split", choices=("valid", "train"), default="valid",
+                    help="train: the same study on training mixtures (items 100 000 on of the training stream), to "
+                         "tell a masker that underfits (train no better than valid) from one that overfits")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     data = argparse.Namespace(synthetic=False, index=wait_for_index(10), sample_rate=16000, seconds=3.0, seed=0)
-    val = make_sampler(data, "valid")
+    val = make_sampler(data, args.split)
+    first = 100_000 if args.split == "train" else 0
     codec, _ = load_codec(args.codec)
     masker = None if str(args.masker) == "none" else load_exported(args.masker)
     books = codec.quantizer.n_codebooks
@@ -72,7 +76,7 @@ def main(argv=None):
         centre = silence_latent(codec)[:, None]
         add("latent of silence: norm per frame", float(centre.norm()))
         for i in range(args.items):
-            mix, prompts, sources = get_item(val, i)
+            mix, prompts, sources = get_item(val, first + i)
             length = mix.shape[-1]
             z = encode_latent(codec, torch.cat([mix[None], sources]))
             # Sources that are silent in this crop make both sides equal once the centre is removed: skip those.
