@@ -26,8 +26,8 @@ latent's heavy-tailed channels), plus --decoded-weight x the SNR loss of the dec
 quantised target on a random --decoded-seconds crop (`decoded_loss`; backpropagates through the frozen decoder).
 Validation (fixed valid-split mixtures, all codebooks): latent SNR per prompt (dB) and, through requantisation and
 the codec decoder, SI-SDR improvement of the decoded audio per prompt (what `separate --codes --decode` gives).
-The best model (by decoded SI-SDRi; --select-by siri for the BSS Eval SIR gain, latent-snr for the older rule, which
-runs before session 16 used) is exported with the codec's identity to --export.
+The best model (by decoded SI-SDRi; --select-by siri / bss-sdri for the BSS Eval SIR / SDR gain, latent-snr for the
+older rule, which runs before session 16 used) is exported with the codec's identity to --export.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ DEFAULT_LOG = REPO / "Models" / "codec-masker" / "training-log.csv"
 LOG_FIELDS = (["step", "wall_s", "audio_hours", "train_loss", "lr", "codebooks", "val_latent_snr_mean", "val_sisdri_mean"]
               + [f"val_latent_snr_{p}" for p in PROMPTS] + [f"val_sisdri_{p}" for p in PROMPTS] + ["val_items", "best"]
               + ["val_mel_gain_mean"] + [f"val_mel_gain_{p}" for p in PROMPTS]
-              + ["val_siri_mean"] + [f"val_siri_{p}" for p in PROMPTS])
+              + ["val_siri_mean"] + [f"val_siri_{p}" for p in PROMPTS]
+              + ["val_bss_sdri_mean"] + [f"val_bss_sdri_{p}" for p in PROMPTS])
 
 
 def append_log(path: Path, row: dict):
@@ -136,13 +137,15 @@ def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng:
     ref = torch.where(quiet[..., None], torch.zeros_like(ref), ref)
     if kind == "snr":
         return snr_with_zero_refs(out, ref, mix)[0]
-    if kind == "sir":
-        score = spectral_sir(out, ref, mix).clamp(max=30.0)
+    if kind in ("sir", "sdr"):
+        sdr, sir = spectral_bss(out, ref, mix)
+        score = (sir if kind == "sir" else sdr).clamp(max=30.0)
     else:
         score = si_sdr(out, ref).clamp(max=30.0)
     # kind "si-sdr": an SNR loss rewards shrinking an output whose waveform the masker cannot pin down (a quieter
     # wrong waveform has a smaller error), and the decoder turns shrunk latents into worse waveforms; SI-SDR cannot be
-    # raised that way. Kind "sir" asks only that the other sources leave the output (`spectral_sir`).
+    # raised that way. Kind "sir" asks only that the other sources leave the output, kind "sdr" also that nothing
+    # else enter it (`spectral_bss`).
     # Absent sources: the output's energy against the mixture's, in dB, asking for a quiet output (as
     # `snr_with_zero_refs` scores them; computed here because that function returns its per-source losses detached).
     mix_pow = mix.pow(2).sum(-1, keepdim=True)
@@ -151,14 +154,15 @@ def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng:
     return per.mean()
 
 
-def spectral_sir(out, ref, mix, n_fft: int = 512, hop: int = 128, load: float = 1e-6):
-    """Differentiable signal-to-interference ratio (dB) of each output against its reference, (B, N).
+def spectral_bss(out, ref, mix, n_fft: int = 512, hop: int = 128, load: float = 1e-6):
+    """Differentiable signal-to-distortion and signal-to-interference ratios (dB) of each output, each (B, N).
 
     out, ref (B, N, L); mix (B, L). The interferers of output n are the other references and the residual
     mix − Σ ref (sources whose prompt was dropped, and what the codec does not add up). Per frequency bin of an STFT,
     each output is fitted by least squares with one complex gain per reference (a filter per reference, as BSS Eval's
     512-tap distortion filters allow, here as long as the STFT window); SIR = the energy of its own reference's part
-    over that of the interferers' parts, summed over bins. Why: the latent loss and SNR-type losses mix what the
+    over that of the interferers' parts, SDR = that energy over the rest of the output (interference and artifacts),
+    summed over bins. Why: the latent loss and SNR-type losses mix what the
     codec cannot reproduce with what the masker left in, and on this codec the first dominates; this asks only for
     the second (the SIR `tuss-codec eval` reports is the same idea with time-domain filters). A diagonal load
     `load` × the mean reference energy per bin keeps silent references (all-zero rows) solvable.
@@ -187,7 +191,11 @@ def spectral_sir(out, ref, mix, n_fft: int = 512, hop: int = 128, load: float = 
     def energy(g):
         return torch.einsum("bfjn,bfjk,bfkn->bn", g.conj(), plain, g).real.clamp_min(0)
 
-    return 10 * torch.log10(energy(target_gain) + 1e-9) - 10 * torch.log10(energy(interf_gain) + 1e-9)
+    target = energy(target_gain)
+    own_gain = gains[:, :, :n].diagonal(dim1=-2, dim2=-1)                      # (B, F, N)
+    distortion = (o - own_gain.transpose(1, 2)[..., None] * r[:, :n]).abs().pow(2).sum((-2, -1))
+    db = lambda e: 10 * torch.log10(e + 1e-9)                                 # noqa: E731
+    return db(target) - db(distortion), db(target) - db(energy(interf_gain))
 
 
 @torch.no_grad()
@@ -198,6 +206,7 @@ def validate(model, codec, val_items, decode: bool):
     sdr_per = {p: [] for p in PROMPTS}
     mel_per = {p: [] for p in PROMPTS}
     siri_per = {p: [] for p in PROMPTS}
+    bss_per = {p: [] for p in PROMPTS}
     for mix, prompts, sources in val_items:
         names = [canonical(p) for p in prompts]
         z_mix = latents(codec, mix[None], books)
@@ -230,6 +239,8 @@ def validate(model, codec, val_items, decode: bool):
                 out, base = scorer.criteria(audio[i].numpy())[i], mix_scores[i]
                 if out and base and out[1] is not None and base[1] is not None:
                     siri_per[p].append(out[1] - base[1])
+                if out and base:
+                    bss_per[p].append(out[0] - base[0])             # BSS SDR gain: interference and artifacts
     model.train()
 
     def summary(per, key):
@@ -240,6 +251,7 @@ def validate(model, codec, val_items, decode: bool):
 
     return (summary(snr_per, "val_latent_snr") | (summary(sdr_per, "val_sisdri") if decode else {})
             | (summary(mel_per, "val_mel_gain") if decode else {}) | (summary(siri_per, "val_siri") if decode else {})
+            | (summary(bss_per, "val_bss_sdri") if decode else {})
             | {"val_items": len(val_items)})
 
 
@@ -298,9 +310,10 @@ def main(argv=None):
                     help="weight of the decoded-audio SNR loss (through the frozen decoder; 0: latent loss only)")
     ap.add_argument("--latent-weight", type=float, default=1.0,
                     help="weight of the latent loss (0 with --decoded-weight > 0: the decoded loss alone)")
-    ap.add_argument("--decoded-kind", choices=("snr", "si-sdr", "sir"), default="snr",
+    ap.add_argument("--decoded-kind", choices=("snr", "si-sdr", "sir", "sdr"), default="snr",
                     help="the decoded loss: SNR against the decoded target, its negative SI-SDR, or its negative "
-                         "signal-to-interference ratio (`spectral_sir`; both clamped at 30 dB)")
+                         "signal-to-interference or signal-to-distortion ratio per STFT bin (`spectral_bss`; all "
+                         "clamped at 30 dB)")
     ap.add_argument("--continuous-target", action="store_true",
                     help="latent loss against each source's continuous (encoder) latent instead of its quantised one "
                          "(the latent the encoder's lookup maps to the source's own codes)")
@@ -309,7 +322,7 @@ def main(argv=None):
                          "source (each source's ratio to the mixture, clipped) instead of the source's own latent, "
                          "which no such mask can reach; session 24's latent study decodes that oracle to +2.8 dB "
                          "SI-SDRi on the validation items. Validation still scores against the sources")
-    ap.add_argument("--select-by", choices=("sisdri", "siri", "latent-snr"), default="sisdri",
+    ap.add_argument("--select-by", choices=("sisdri", "siri", "bss-sdri", "latent-snr"), default="sisdri",
                     help="validation figure that picks the exported model (latent-snr when --no-decode-val)")
     ap.add_argument("--decoded-seconds", type=float, default=1.0,
                     help="length of the random crop the decoded loss decodes (the decoder dominates the step cost)")
@@ -348,8 +361,8 @@ def main(argv=None):
         raise SystemExit("--init-from starts a new run; it cannot be combined with --resume")
     if args.widen and not args.init_from:
         raise SystemExit("--widen widens the --init-from donor; pass --init-from")
-    if args.select_by == "siri" and args.no_decode_val:
-        raise SystemExit("--select-by siri needs the decoded validation that --no-decode-val skips")
+    if args.select_by in ("siri", "bss-sdri") and args.no_decode_val:
+        raise SystemExit(f"--select-by {args.select_by} needs the decoded validation that --no-decode-val skips")
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
@@ -465,7 +478,8 @@ def main(argv=None):
     def run_validation(train_loss, books):
         metrics = validate(model, codec, val_items, decode=not args.no_decode_val)
         key = ("val_latent_snr_mean" if args.no_decode_val else
-               {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean"}[args.select_by])
+               {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean",
+                "bss-sdri": "val_bss_sdri_mean"}[args.select_by])
         improved = metrics[key] != "" and metrics[key] > state["best_metric"]
         if improved:
             state["best_metric"] = metrics[key]
@@ -484,7 +498,8 @@ def main(argv=None):
                               "best": int(improved), **metrics})
         save_latest()
         print(f"[val] step {state['step']} latent SNR {metrics['val_latent_snr_mean']} dB, decoded SI-SDRi "
-              f"{metrics.get('val_sisdri_mean', 'n/a')} dB, SIRi {metrics.get('val_siri_mean', 'n/a')} dB "
+              f"{metrics.get('val_sisdri_mean', 'n/a')} dB, SIRi {metrics.get('val_siri_mean', 'n/a')} dB, BSS SDRi "
+              f"{metrics.get('val_bss_sdri_mean', 'n/a')} dB "
               f"{'(best)' if improved else ''}", flush=True)
 
     if state["step"] == 0:

@@ -129,8 +129,11 @@ def test_shipped_fixture_is_in_step():
 
 @pytest.mark.parametrize("extra", [[], ["--continuous-target", "--decoded-weight", "1", "--decoded-seconds", "0.5"],
                                    ["--lookahead", "2", "--decoded-weight", "1", "--decoded-kind", "si-sdr",
-                                    "--latent-weight", "0"]],
-                         ids=["latent-loss", "continuous-target-and-decoded-loss", "lookahead-and-si-sdr-loss-alone"])
+                                    "--latent-weight", "0"],
+                                   ["--decoded-weight", "0.5", "--decoded-kind", "sdr", "--decoded-seconds", "0.5",
+                                    "--select-by", "bss-sdri"]],
+                         ids=["latent-loss", "continuous-target-and-decoded-loss", "lookahead-and-si-sdr-loss-alone",
+                              "spectral-sdr-loss-selected-by-bss-sdri"])
 def test_synthetic_smoke_training(tmp_path, extra):
     run = "pytest-smoke"
     try:
@@ -151,7 +154,13 @@ def test_synthetic_smoke_training(tmp_path, extra):
         # every validation scores the decoded outputs' BSS Eval SIR gain too (the synthetic validation item 0 has
         # two sources; an item with one audible source has no SIR and adds nothing)
         assert all(row["val_siri_mean"] not in ("", None) for row in rows), rows
+        assert all(row["val_bss_sdri_mean"] not in ("", None) for row in rows), rows
         float(rows[-1]["val_siri_mean"])
+        if "bss-sdri" in extra:        # the export is the validation with the best BSS SDR gain
+            best = max(rows, key=lambda row: float(row["val_bss_sdri_mean"]))
+            from safetensors import safe_open
+            with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+                assert f.metadata()["tuss-codec.step"] == best["step"], (f.metadata(), rows)
     finally:
         import shutil
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
@@ -203,6 +212,23 @@ def test_init_from_copies_weights_and_takes_the_new_codec(tmp_path):
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
         r = subprocess.run(common + ["--d-model", "64"], capture_output=True, text=True, timeout=600)
         assert r.returncode != 0 and "has another shape" in r.stderr, r.stdout + r.stderr
+        # --widen: the donor twice as wide computes the same masks (its export at step 0), and a width that is not
+        # one whole multiple of the donor's in D, heads and FFN is refused with one line
+        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
+        at = common.index("--heads")
+        wide = common[:at] + common[at + 4:]                      # without "--heads 2 --ffn 64"
+        r = subprocess.run(wide + ["--widen", "--d-model", "64", "--heads", "4", "--ffn", "128"], capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        got = load_exported(tmp_path / "m.safetensors")
+        assert (got.config["d_model"], got.config["heads"], got.config["ffn"]) == (64, 4, 128)
+        z = torch.randn(1, TINY_DAC["latent_dim"], 12)
+        with torch.no_grad():
+            assert torch.allclose(got(z, [["speech", "sfx"]]), donor(z, [["speech", "sfx"]]), rtol=0, atol=1e-5)
+        shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
+        r = subprocess.run(wide + ["--widen", "--d-model", "64", "--heads", "2", "--ffn", "128"], capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode != 0 and "whole multiple" in r.stderr, r.stdout + r.stderr
     finally:
         shutil.rmtree(REPO / "Training" / "masker" / "runs" / run, ignore_errors=True)
 
@@ -237,7 +263,7 @@ def test_growing_a_masker_keeps_its_function_then_trains_the_new_layers():
         grow_from(LatentMasker(dict(small, d_model=64)), donor)
 
 
-@pytest.mark.parametrize("kind", ["snr", "si-sdr", "sir"])
+@pytest.mark.parametrize("kind", ["snr", "si-sdr", "sir", "sdr"])
 def test_decoded_loss_prefers_the_target_and_reaches_the_masker(kind):
     """The decoded-audio loss scores the target latent best, absent sources do not blow it up, and its gradient
     reaches the masker through the frozen decoder (straight-through requantisation). Uses the shipped codec: a
@@ -598,10 +624,11 @@ def test_widening_keeps_the_function_and_breaks_the_symmetry_of_the_copies(facto
         widen(donor, 0)
 
 
-def test_spectral_sir_measures_the_other_sources_left_in_an_output():
-    """spectral_sir: an output holding its reference (filtered or not) plus another source at -20 dB scores ~20 dB;
-    a dropped source counts as interference through the residual; noise is not interference; the gradient flows."""
-    from masker.train_masker import spectral_sir
+def test_spectral_bss_measures_the_other_sources_and_the_artifacts_left_in_an_output():
+    """spectral_bss: an output holding its reference (filtered or not) plus another source at -20 dB scores ~20 dB SIR
+    and SDR; a dropped source counts as interference through the residual; noise is not interference but is
+    distortion; the gradient flows."""
+    from masker.train_masker import spectral_bss
 
     torch.manual_seed(0)
     length = 8000
@@ -614,17 +641,20 @@ def test_spectral_sir_measures_the_other_sources_left_in_an_output():
         return float(10 * torch.log10(x.pow(2).sum()))
     outs = torch.stack((delayed + 0.1 * b * delayed.norm() / b.norm(),        # the other source 20 dB down
                         b + 0.1 * dropped * b.norm() / dropped.norm()))[None]  # the dropped source 20 dB down
-    sir = spectral_sir(outs, refs, mix)
-    assert sir.shape == (1, 2)
+    sdr, sir = spectral_bss(outs, refs, mix)
+    assert sir.shape == sdr.shape == (1, 2)
     assert abs(float(sir[0, 0]) - 20) < 1.0 and abs(float(sir[0, 1]) - 20) < 1.0, sir
-    clean = spectral_sir(refs.clone(), refs, mix)
-    assert float(clean.min()) > 50, clean
+    # A 3-sample delay is only approximately one gain per bin of a 512-point STFT: ~17 dB down, which SDR counts.
+    assert abs(float(sdr[0, 1]) - 20) < 1.0 and 13 < float(sdr[0, 0]) < 20, sdr
+    clean_sdr, clean = spectral_bss(refs.clone(), refs, mix)
+    assert float(clean.min()) > 50 and float(clean_sdr.min()) > 50, (clean, clean_sdr)
     # Noise 10 dB down is an artifact, not interference: only its chance projection on the references (3 gains per
     # bin fitted on 63 frames, ~5 % of its energy) counts, ~23 dB down, where a leak of that energy would score 10.
-    noisy = spectral_sir(refs + 0.3 * torch.randn_like(refs), refs, mix)
+    noisy_sdr, noisy = spectral_bss(refs + 0.3 * torch.randn_like(refs), refs, mix)
     assert float(noisy.min()) > 20, noisy
+    assert abs(float(noisy_sdr.max()) - 10.5) < 1.0, noisy_sdr                  # noise 10.5 dB down is distortion
     est = outs.clone().requires_grad_(True)
-    (-spectral_sir(est, refs, mix).sum()).backward()
+    (-sum(x.sum() for x in spectral_bss(est, refs, mix))).backward()
     assert float(est.grad.abs().sum()) > 0
     silent_ref = torch.stack((a, torch.zeros(length)))[None]                  # an absent source stays solvable
-    assert torch.isfinite(spectral_sir(outs, silent_ref, a[None])).all()
+    assert all(torch.isfinite(x).all() for x in spectral_bss(outs, silent_ref, a[None]))
