@@ -56,8 +56,9 @@ def main(argv=None):
                     help="the masker whose outputs are studied, or 'none' (e.g. for a codec no masker was trained on)")
     ap.add_argument("--items", type=int, default=32)
     ap.add_argument("--split", choices=("valid", "train"), default="valid",
-                    help="train: the same study on training mixtures (items 100 000 on of the training stream), to "
-                         "tell a masker that underfits (train no better than valid) from one that overfits")
+                    help="train: the same study on new mixtures of training clips (items 100 000 on of the training "
+                         "stream, which no run has reached), to see whether the masker does better on the clips it "
+                         "was trained on than on held-out ones")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -251,15 +251,16 @@ def grow_from(model: LatentMasker, donor: LatentMasker) -> list[str]:
 
 
 def widen(donor: LatentMasker, factor: int, seed: int = 0) -> LatentMasker:
-    """The masker `factor` times as wide (D, heads and FFN) that computes exactly the donor's function.
+    """The masker `factor` times as wide (D, heads and FFN) that computes the donor's function (to float32 rounding of
+    the split weights).
 
     Every width-D vector of the wide masker holds `factor` copies of the donor's (each hidden unit and each attention
     head is repeated; the head size stays), which LayerNorm keeps as they are (copies leave the mean and variance
     unchanged). A weight that reads copied units splits the donor's weight among the copies with random shares that
     sum to one, so every output is unchanged, while the copies downstream receive different gradients and can grow
     apart in training (equal halves would keep them identical forever).
-    Why: a masker trained at D 128 gates whole frames more than it shapes channels (docs/results.md, session 28), and
-    a wider one started from scratch would spend a session relearning what the donor knows.
+    Why: to test whether width limits the masker (docs/results.md, session 28) without a wider one started from
+    scratch spending a session relearning what the donor knows.
     """
     if factor < 1:
         raise ValueError(f"widen by a factor of at least 1, not {factor}")

@@ -22,8 +22,9 @@ else uniform in 1..all, so the masker serves any bitrate); the masker's input is
 outputs go back to codes with `requantize`, as in the engine; figures in masker/requant_study.py).
 Loss: latent SNR (snr_with_zero_refs of tuss/train.py on the flattened latents, 30 dB cap), permutation-invariant
 within repeated prompts, plus --l1-weight x the L1 error normalised by the target's mean magnitude (robust to the
-latent's heavy-tailed channels), plus --decoded-weight x the SNR loss of the decoded output against the decoded
-quantised target on a random --decoded-seconds crop (`decoded_loss`; backpropagates through the frozen decoder).
+latent's heavy-tailed channels), plus --decoded-weight x a loss of the decoded output against the decoded quantised
+target on a random --decoded-seconds crop (--decoded-kind: SNR, SI-SDR, or the per-bin SIR / SDR of `spectral_bss`;
+`decoded_loss`; backpropagates through the frozen decoder).
 Validation (fixed valid-split mixtures, all codebooks): latent SNR per prompt (dB) and, through requantisation and
 the codec decoder, SI-SDR improvement of the decoded audio per prompt (what `separate --codes --decode` gives).
 The best model (by decoded SI-SDRi; --select-by siri / bss-sdri for the BSS Eval SIR / SDR gain, latent-snr for the
@@ -111,8 +112,8 @@ def oracle_masked(target, z_mix, centre):
 
 def decoded_loss(codec, est, target, z_mix, perms, books: int, frames: int, rng: random.Random, quiet_db=-40.0,
                  kind: str = "snr"):
-    """Loss of the decoded output against the decoded target latent (SNR, or with kind "si-sdr" negative SI-SDR), on
-    one random crop of `frames` frames.
+    """Loss of the decoded output against the decoded target latent (SNR; kind "si-sdr" negative SI-SDR; kinds "sir" /
+    "sdr" the negative per-bin SIR / SDR of `spectral_bss`), on one random crop of `frames` frames.
 
     Why: the latent loss alone left outputs that decode worse (SI-SDR) than passing the mixture through unchanged:
     the decoder is far from linear in its latent, so latent errors that look small become large waveform errors.
@@ -255,6 +256,14 @@ def validate(model, codec, val_items, decode: bool):
             | {"val_items": len(val_items)})
 
 
+def selection_key(args) -> str:
+    """The validation column whose best value picks the exported model (latent SNR when nothing is decoded)."""
+    if args.no_decode_val:
+        return "val_latent_snr_mean"
+    return {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean",
+            "bss-sdri": "val_bss_sdri_mean"}[args.select_by]
+
+
 def masker_lr(step, args):
     """Warm-up, then --lr, or with --lr-final an exponential decay to it over --decay-steps (flat afterwards).
 
@@ -307,7 +316,8 @@ def main(argv=None):
     ap.add_argument("--l1-weight", type=float, default=10.0)
     ap.add_argument("--prompt-dropout", type=float, default=0.25)
     ap.add_argument("--decoded-weight", type=float, default=0.0,
-                    help="weight of the decoded-audio SNR loss (through the frozen decoder; 0: latent loss only)")
+                    help="weight of the decoded-audio loss (--decoded-kind; through the frozen decoder; 0: latent "
+                         "loss only)")
     ap.add_argument("--latent-weight", type=float, default=1.0,
                     help="weight of the latent loss (0 with --decoded-weight > 0: the decoded loss alone)")
     ap.add_argument("--decoded-kind", choices=("snr", "si-sdr", "sir", "sdr"), default="snr",
@@ -365,7 +375,10 @@ def main(argv=None):
         raise SystemExit(f"--select-by {args.select_by} needs the decoded validation that --no-decode-val skips")
 
     torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:            # torch allows it once per process: a second run in one process (tests) keeps it
+        pass
     run_dir = HERE / "runs" / args.run
     run_dir.mkdir(parents=True, exist_ok=True)
     latest_path, best_path = run_dir / "latest.pt", run_dir / "best.pt"
@@ -390,7 +403,7 @@ def main(argv=None):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
     state = {"step": 0, "audio_seconds": 0.0, "wall_s": 0.0, "best_metric": -float("inf"), "centred": args.centred,
-             "select_by": args.select_by}
+             "select_by": selection_key(args)}
     if args.resume:
         if not latest_path.exists():
             raise SystemExit(f"--resume: {latest_path} not found")
@@ -403,11 +416,15 @@ def main(argv=None):
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         state.update({"centred": False} | ckpt["state"])                 # runs before --centred were not centred
-        if state.get("select_by", "sisdri") != args.select_by:
+        # Checkpoints from before the rule was recorded selected by SI-SDRi, or by latent SNR without decoding.
+        before = ckpt["state"].get("select_by", "val_latent_snr_mean" if args.no_decode_val else "val_sisdri_mean")
+        before = {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean",
+                  "bss-sdri": "val_bss_sdri_mean"}.get(before, before)      # session-28 checkpoints kept the flag
+        if before != selection_key(args):
             # The best so far was measured in another unit; the next validation starts the new rule's record.
-            print(f"--select-by {args.select_by}: the run selected by {state.get('select_by', 'sisdri')} until now; "
-                  f"its next validation sets the new best", flush=True)
-            state["best_metric"], state["select_by"] = -float("inf"), args.select_by
+            print(f"--select-by: the run selected by {before} until now, now by {selection_key(args)}; its next "
+                  f"validation sets the new best", flush=True)
+            state["best_metric"], state["select_by"] = -float("inf"), selection_key(args)
         set_rng_state(ckpt["rng"])
         print(f"resumed {latest_path} at step {state['step']}", flush=True)
     elif latest_path.exists():
@@ -477,9 +494,7 @@ def main(argv=None):
 
     def run_validation(train_loss, books):
         metrics = validate(model, codec, val_items, decode=not args.no_decode_val)
-        key = ("val_latent_snr_mean" if args.no_decode_val else
-               {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean",
-                "bss-sdri": "val_bss_sdri_mean"}[args.select_by])
+        key = selection_key(args)
         improved = metrics[key] != "" and metrics[key] > state["best_metric"]
         if improved:
             state["best_metric"] = metrics[key]
