@@ -180,23 +180,17 @@ def spectral_bss(out, ref, mix, n_fft: int = 512, hop: int = 128, load: float = 
     gram = torch.einsum("bjft,bkft->bfjk", r.conj(), r)                       # (B, F, N+1, N+1): <R_j, R_k>
     scale = gram.diagonal(dim1=-2, dim2=-1).real.mean(-1)                      # (B, F)
     eye = torch.eye(n + 1, dtype=gram.dtype, device=gram.device)
-    gram = gram + (load * scale + 1e-12)[..., None, None] * eye
     rhs = torch.einsum("bjft,bnft->bfjn", r.conj(), o)                         # (B, F, N+1, N)
-    gains = torch.linalg.solve(gram, rhs)                                     # (B, F, N+1, N): gain of ref j in output n
+    gains = torch.linalg.solve(gram + (load * scale + 1e-12)[..., None, None] * eye, rhs)   # gain of ref j in output n
     own = torch.eye(n + 1, n, dtype=torch.bool, device=out.device)            # ref j = n is output n's own
-    target_gain = torch.where(own, gains, torch.zeros_like(gains))
-    interf_gain = gains - target_gain
-    # Energy of sum_j g_j R_j over the frames is g^H G g (G without the load).
-    plain = gram - (load * scale + 1e-12)[..., None, None] * eye
-
-    def energy(g):
-        return torch.einsum("bfjn,bfjk,bfkn->bn", g.conj(), plain, g).real.clamp_min(0)
-
-    target = energy(target_gain)
+    interf_gain = torch.where(own, torch.zeros_like(gains), gains)
     own_gain = gains[:, :, :n].diagonal(dim1=-2, dim2=-1)                      # (B, F, N)
+    # Energies over the frames: |g_n|^2 <R_n, R_n> for the own part, g^H G g for the interferers' sum.
+    target = (own_gain.abs().pow(2) * gram.diagonal(dim1=-2, dim2=-1).real[..., :n]).sum(1)
+    interference = torch.einsum("bfjn,bfjk,bfkn->bn", interf_gain.conj(), gram, interf_gain).real.clamp_min(0)
     distortion = (o - own_gain.transpose(1, 2)[..., None] * r[:, :n]).abs().pow(2).sum((-2, -1))
     db = lambda e: 10 * torch.log10(e + 1e-9)                                 # noqa: E731
-    return db(target) - db(distortion), db(target) - db(energy(interf_gain))
+    return db(target) - db(distortion), db(target) - db(interference)
 
 
 @torch.no_grad()
@@ -256,12 +250,14 @@ def validate(model, codec, val_items, decode: bool):
             | {"val_items": len(val_items)})
 
 
+# --select-by rule -> the validation column whose best value picks the exported model.
+SELECT_COLUMNS = {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean",
+                  "bss-sdri": "val_bss_sdri_mean"}
+
+
 def selection_key(args) -> str:
     """The validation column whose best value picks the exported model (latent SNR when nothing is decoded)."""
-    if args.no_decode_val:
-        return "val_latent_snr_mean"
-    return {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean",
-            "bss-sdri": "val_bss_sdri_mean"}[args.select_by]
+    return SELECT_COLUMNS["latent-snr" if args.no_decode_val else args.select_by]
 
 
 def masker_lr(step, args):
@@ -332,7 +328,7 @@ def main(argv=None):
                          "source (each source's ratio to the mixture, clipped) instead of the source's own latent, "
                          "which no such mask can reach; session 24's latent study decodes that oracle to +2.8 dB "
                          "SI-SDRi on the validation items. Validation still scores against the sources")
-    ap.add_argument("--select-by", choices=("sisdri", "siri", "bss-sdri", "latent-snr"), default="sisdri",
+    ap.add_argument("--select-by", choices=tuple(SELECT_COLUMNS), default="sisdri",
                     help="validation figure that picks the exported model (latent-snr when --no-decode-val)")
     ap.add_argument("--decoded-seconds", type=float, default=1.0,
                     help="length of the random crop the decoded loss decodes (the decoder dominates the step cost)")
@@ -418,8 +414,7 @@ def main(argv=None):
         state.update({"centred": False} | ckpt["state"])                 # runs before --centred were not centred
         # Checkpoints from before the rule was recorded selected by SI-SDRi, or by latent SNR without decoding.
         before = ckpt["state"].get("select_by", "val_latent_snr_mean" if args.no_decode_val else "val_sisdri_mean")
-        before = {"latent-snr": "val_latent_snr_mean", "sisdri": "val_sisdri_mean", "siri": "val_siri_mean",
-                  "bss-sdri": "val_bss_sdri_mean"}.get(before, before)      # session-28 checkpoints kept the flag
+        before = SELECT_COLUMNS.get(before, before)                     # session-28 checkpoints kept the flag
         if before != selection_key(args):
             # The best so far was measured in another unit; the next validation starts the new rule's record.
             print(f"--select-by: the run selected by {before} until now, now by {selection_key(args)}; its next "
